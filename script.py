@@ -435,8 +435,7 @@ def _check_auth(auth: Any) -> str:
     key = key.strip()
     if not key.isascii() or not key.isprintable() or any(c.isspace() for c in key):
         raise TelnyxInputError(
-            f"auth.apiKey contains spaces, line breaks or non-ASCII characters (not shown). "
-            f"Copy the key again. {fix}",
+            f"auth.apiKey contains spaces, line breaks or non-ASCII characters (not shown). Copy the key again. {fix}",
             "auth.apiKey",
         )
     return key
@@ -450,9 +449,7 @@ def _check_call_control_id(call_control_id: Any) -> str:
         got = "an empty string" if call_control_id == "" else type(call_control_id).__name__
         raise TelnyxInputError(f"{name} must be a non-empty string, got {got}. {fix}", name)
     if len(call_control_id) > 512:
-        raise TelnyxInputError(
-            f"{name} is {len(call_control_id)} characters, too long for an id. {fix}", name
-        )
+        raise TelnyxInputError(f"{name} is {len(call_control_id)} characters, too long for an id. {fix}", name)
     if not call_control_id.isprintable() or any(c.isspace() for c in call_control_id):
         raise TelnyxInputError(
             f"{name} contains spaces, line breaks or control characters: {_show(call_control_id)}. {fix}",
@@ -466,13 +463,9 @@ def _check_call_control_id(call_control_id: Any) -> str:
 def _check_limits(timeout_s: Any, deadline_s: Any, max_retries: Any) -> None:
     for name, value in (("timeout_s", timeout_s), ("deadline_s", deadline_s)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 600:
-            raise TelnyxInputError(
-                f"{name} must be a number of seconds above 0 and at most 600, got {value!r}.", name
-            )
+            raise TelnyxInputError(f"{name} must be a number of seconds above 0 and at most 600, got {value!r}.", name)
     if isinstance(max_retries, bool) or not isinstance(max_retries, int) or not 0 <= max_retries <= 10:
-        raise TelnyxInputError(
-            f"max_retries must be a whole number from 0 to 10, got {max_retries!r}.", "max_retries"
-        )
+        raise TelnyxInputError(f"max_retries must be a whole number from 0 to 10, got {max_retries!r}.", "max_retries")
 
 
 def _base_url() -> str:
@@ -556,10 +549,7 @@ def _explain(error: Any) -> tuple:
 def _unknown_key_message(key: str) -> str:
     close = difflib.get_close_matches(str(key), list(BODY_FIELDS), n=1, cutoff=0.6)
     hint = f"did you mean {close[0]!r}?" if close else "check the spelling"
-    return (
-        f"body has an unknown field {_show(key)}: {hint} Fields streaming_start accepts: "
-        f"{', '.join(BODY_FIELDS)}."
-    )
+    return f"body has an unknown field {_show(key)}: {hint} Fields streaming_start accepts: {', '.join(BODY_FIELDS)}."
 
 
 def _show(value: Any, limit: int = 80) -> str:
@@ -607,9 +597,7 @@ class _DeadlineRetry(Retry):
             wait = (self.respect_retry_after_header and response and new.get_retry_after(response)) or 0
             wait = max(wait, new.get_backoff_time())
             if time.monotonic() + wait + 0.05 >= self.call.deadline:
-                reason = error or ResponseError(
-                    f"deadline reached after status {getattr(response, 'status', '?')}"
-                )
+                reason = error or ResponseError(f"deadline reached after status {getattr(response, 'status', '?')}")
                 raise MaxRetryError(_pool, url, reason) from reason
             self.call.attempts += 1
         return new
@@ -794,9 +782,7 @@ def _hints(status: int, errors: List[Any], response: requests.Response, attempts
         if not isinstance(error, dict):
             continue
         hint = HINTS.get(str(error.get("code")))
-        pointer = (
-            (error.get("source") or {}).get("pointer") if isinstance(error.get("source"), dict) else None
-        )
+        pointer = (error.get("source") or {}).get("pointer") if isinstance(error.get("source"), dict) else None
         if hint is None and pointer:
             field = str(pointer).strip("/").replace("/", ".")
             hint = f"Telnyx refused body field {field}: {error.get('detail') or error.get('title')}"
@@ -814,8 +800,7 @@ def _hints(status: int, errors: List[Any], response: requests.Response, attempts
         )
     if status >= 500 or status in (408, 429):
         hints.append(
-            f"Gave up after {attempts} attempt(s); the command_id keeps a later retry from "
-            "doubling the stream."
+            f"Gave up after {attempts} attempt(s); the command_id keeps a later retry from doubling the stream."
         )
     return hints
 
@@ -881,9 +866,7 @@ def cli(argv: List[str] | None = None) -> int:
     source.add_argument("--body", help="the streaming_start body as JSON")
     source.add_argument("--body-file", metavar="PATH", help="read the body from a JSON file ('-' for stdin)")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per attempt (default 10)")
-    parser.add_argument(
-        "--deadline", type=float, default=20.0, help="seconds in all, retries included (default 20)"
-    )
+    parser.add_argument("--deadline", type=float, default=20.0, help="seconds in all, retries included (default 20)")
     parser.add_argument("--retries", type=int, default=2, help="retries after a failed attempt (default 2)")
     parser.add_argument("--print-schema", action="store_true", help="print script.schema.json and exit")
     args = parser.parse_args(argv)

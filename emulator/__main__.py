@@ -1,0 +1,47 @@
+"""``python -m emulator``: the Call Control API on 127.0.0.1, with one live call ready to stream.
+
+Prints ONE JSON line when ready: {"base_url": ..., "api_key": ..., "call_control_id": ...};
+runs until SIGINT or SIGTERM, then exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+
+from . import DEFAULT_API_KEY, Emulator
+from .audio import SAMPLE_RATES
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m emulator", description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default 0: any free port)")
+    parser.add_argument("--api-key", default=DEFAULT_API_KEY, help=f"the key it accepts (default {DEFAULT_API_KEY})")
+    parser.add_argument("--audio", metavar="FILE.wav", help="16-bit WAV the caller says (default: a tone sequence)")
+    parser.add_argument("--codec", default="PCMU", choices=sorted(SAMPLE_RATES), help="the call's codec")
+    parser.add_argument("--duration", type=float, help="seconds the caller talks once streaming starts")
+    parser.add_argument("--webhook-url", help="where to POST streaming.* webhooks for the first call")
+    parser.add_argument("--fast", action="store_true", help="send media as fast as possible, not in real time")
+    parser.add_argument("--record-dir", help="save the audio your server sends back, one WAV per stream")
+    args = parser.parse_args(argv)
+
+    emulator = Emulator(port=args.port, api_key=args.api_key, fast=args.fast, record_dir=args.record_dir)
+    emulator.start()
+    call_id = emulator.create_call(
+        codec=args.codec, audio=args.audio, webhook_url=args.webhook_url, duration_s=args.duration
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    print(json.dumps({"base_url": emulator.base_url, "api_key": emulator.api_key, "call_control_id": call_id}))
+    sys.stdout.flush()
+    stop.wait()
+    emulator.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

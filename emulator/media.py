@@ -1,0 +1,374 @@
+"""The media stream: the emulator connects to ``stream_url`` as Telnyx does and streams real audio.
+
+Frames follow ../shared/reference/media-streaming-websocket.md: ``connected``, ``start``, ``media``
+every 20 ms per track (real time, or as fast as the socket takes them with ``fast``), ``stop``.
+With ``stream_bidirectional_mode`` set, the server's ``media`` / ``mark`` / ``clear`` frames are
+played back in real time; a bad frame gets Telnyx's ``error`` frame. Nothing the stream server
+does (refusing, closing early, not reading) can crash the emulator: it shows as streaming.failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import collections
+import contextlib
+import json
+import logging
+import math
+import threading
+import time
+from array import array
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, WebSocketException
+
+from . import audio
+from .models import Backend, Stream
+
+log = logging.getLogger("emulator.media")
+
+CONNECT_TIMEOUT_S = 5.0
+SEND_TIMEOUT_S = 2.0  # a stream server that stops reading for this long fails the stream
+OUTBOUND_NOTES = (330, 392, 494, 587)  # what the call plays to the caller, unlike the caller's tones
+DEFAULT_SECONDS = 6.0
+TRACKS = {
+    "inbound_track": ("inbound",),
+    "outbound_track": ("outbound",),
+    "both_tracks": ("inbound", "outbound"),
+}
+ERRORS = {
+    100002: "unknown_error",
+    100003: "malformed_frame",
+    100004: "invalid_media",
+    100005: "rate_limit_reached",
+}
+
+
+class Mark(str):
+    """A mark waiting in the playback queue."""
+
+
+class MediaRunner:
+    """Runs every stream on one asyncio loop in a background thread."""
+
+    def __init__(self, backend: Backend, fast: bool = False, record_dir: str | Path | None = None) -> None:
+        self.backend = backend
+        self.fast = fast
+        self.record_dir = Path(record_dir) if record_dir else None
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="emulator-media", daemon=True)
+        self._futures: list[Future] = []
+        self._thread.start()
+
+    def start(self, stream: Stream) -> None:
+        future = asyncio.run_coroutine_threadsafe(self._run(stream), self.loop)
+        self._futures.append(future)
+
+    def stop(self, stream: Stream) -> None:
+        stream.stopping.set()  # the stream's loop sees it within one frame (20 ms)
+
+    def close(self, timeout: float = 5.0) -> None:
+        for stream in [s for c in list(self.backend.calls.values()) for s in c.streams]:
+            stream.stopping.set()
+        deadline = time.monotonic() + timeout
+        for future in list(self._futures):
+            with contextlib.suppress(Exception):
+                future.result(max(deadline - time.monotonic(), 0.01))
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout)
+
+    # -- one stream ------------------------------------------------------------------------
+    async def _run(self, stream: Stream) -> None:
+        try:
+            await _Session(self, stream).run()
+        except Exception:  # never let one stream take the emulator down
+            log.exception("stream %s crashed", stream.stream_id)
+            stream.state, stream.failure_reason = "failed", "emulator_error"
+        finally:
+            stream.done.set()
+            if self.record_dir and len(stream.played):
+                self.record_dir.mkdir(parents=True, exist_ok=True)
+                rate = int(stream.params.get("stream_bidirectional_sampling_rate") or 8000)
+                audio.write_wav(self.record_dir / f"played-{stream.stream_id}.wav", stream.played, rate)
+
+
+class _Session:
+    """One WebSocket stream, from connect to stop."""
+
+    def __init__(self, runner: MediaRunner, stream: Stream) -> None:
+        self.runner, self.stream, self.call = runner, stream, stream.call
+        self.backend = runner.backend
+        params = stream.params
+        self.url = params.get("stream_url")
+        self.tracks = TRACKS[params.get("stream_track", "inbound_track")]
+        self.codec = _stream_codec(params.get("stream_codec"), self.call.codec)
+        self.rate = audio.SAMPLE_RATES[self.codec]
+        self.mode = params.get("stream_bidirectional_mode")
+        self.back_codec = params.get("stream_bidirectional_codec", "PCMU")
+        self.back_rate = int(params.get("stream_bidirectional_sampling_rate") or 8000)
+        self.queue: collections.deque = collections.deque()  # samples and Marks to play back
+        self.sequence = 0
+        self.send_lock = asyncio.Lock()
+        self.last_mp3 = -math.inf
+        stream.codec, stream.sample_rate = self.codec, self.rate
+
+    async def run(self) -> None:
+        stream = self.stream
+        if not self.url:  # Dialogflow streams have no socket here; they just run until stopped
+            stream.state = "streaming"
+            self.backend.emit(self.call, "streaming.started", stream=stream)
+            await self._wait_stopped()
+            return self._stopped()
+        payloads = self._payloads()
+        headers = {}
+        if stream.params.get("stream_auth_token"):
+            headers["x-telnyx-streaming-auth-token"] = stream.params["stream_auth_token"]
+        try:
+            ws = await asyncio.wait_for(
+                connect(
+                    self.url,
+                    additional_headers=headers,
+                    user_agent_header="Telnyx-Media-Emulator",
+                    open_timeout=None,
+                    ping_interval=None,
+                    max_size=1 << 24,
+                    close_timeout=2,
+                ),
+                CONNECT_TIMEOUT_S,
+            )
+        except (OSError, asyncio.TimeoutError, WebSocketException, ValueError) as exc:
+            return self._failed("connection_failed", exc)
+        stream.state = "streaming"
+        self.backend.emit(self.call, "streaming.started", stream=stream, stream_url=self.url)
+        reader = asyncio.create_task(self._read(ws))
+        try:
+            finished = await self._stream(ws, payloads)
+            await self._send(ws, {"event": "stop", "stop": self._ids()})
+            await ws.close()
+        except (ConnectionClosed, OSError) as exc:
+            return self._failed("connection_closed", exc)
+        except asyncio.TimeoutError as exc:
+            return self._failed("slow_consumer", exc)
+        finally:
+            reader.cancel()
+            with contextlib.suppress(BaseException):
+                await reader
+        self._stopped()
+        if finished:  # the caller stopped talking: hang up, as a real caller would
+            with contextlib.suppress(Exception):
+                self.backend.hangup(self.call.call_control_id)
+
+    async def _stream(self, ws: ClientConnection, payloads: dict[str, list[str]]) -> bool:
+        """Send connected, start and the media frames; True when the audio ran out (not stopped)."""
+        stream = self.stream
+        connected: dict[str, Any] = {"event": "connected", "version": "1.0.0"}
+        if stream.params.get("stream_auth_token"):
+            connected["connected"] = {"x-telnyx-streaming-auth-token": stream.params["stream_auth_token"]}
+        await self._send(ws, connected, numbered=False)
+        await self._send(ws, {"event": "start", "start": self._start_info()})
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        count = len(payloads[self.tracks[0]])
+        for index in range(count):
+            if stream.stopping.is_set():
+                return False
+            for track in self.tracks:
+                media = {
+                    "track": track,
+                    "chunk": str(index + 1),
+                    "timestamp": str(index * audio.FRAME_MS),
+                    "payload": payloads[track][index],
+                }
+                await self._send(ws, {"event": "media", "media": media})
+                stream.frames_sent[track] += 1
+            await self._play(ws)
+            if self.runner.fast:
+                await asyncio.sleep(0)
+            else:  # pace against the start time, so delays never add up
+                await asyncio.sleep(max(began + (index + 1) * audio.FRAME_MS / 1000 - loop.time(), 0))
+        return not stream.stopping.is_set()
+
+    def _payloads(self) -> dict[str, list[str]]:
+        """Every frame of every track, encoded up front so the real-time loop only sends."""
+        call = self.call
+        seconds = call.duration_s
+        inbound = audio.read_wav(call.audio, self.rate) if call.audio else None
+        if seconds is None:
+            seconds = len(inbound) / self.rate if inbound is not None else DEFAULT_SECONDS
+        total = int(seconds * self.rate)
+        if inbound is None:
+            inbound = audio.tones(self.rate, seconds)
+        sources = {
+            "inbound": _loop_to(inbound, total),
+            "outbound": audio.tones(self.rate, seconds, OUTBOUND_NOTES),
+        }
+        return {
+            track: [
+                base64.b64encode(audio.encode(frame, self.codec)).decode()
+                for frame in audio.frames(sources[track], self.rate)
+            ]
+            for track in self.tracks
+        }
+
+    def _start_info(self) -> dict[str, Any]:
+        params, call = self.stream.params, self.call
+        info: dict[str, Any] = {
+            "user_id": "00000000-0000-4000-8000-000000000000",
+            "call_control_id": call.call_control_id,
+            "call_session_id": call.call_session_id,
+            "from": "+13125550100",
+            "to": "+13125550199",
+            "tags": [],
+            "custom_parameters": {p["name"]: p["value"] for p in params.get("custom_parameters", [])},
+            "media_format": {"encoding": self.codec, "sample_rate": self.rate, "channels": 1},
+        }
+        if params.get("client_state") is not None:
+            info["client_state"] = params["client_state"]
+        return info
+
+    def _ids(self) -> dict[str, str]:
+        return {
+            "user_id": "00000000-0000-4000-8000-000000000000",
+            "call_control_id": self.call.call_control_id,
+        }
+
+    async def _send(self, ws: ClientConnection, frame: dict[str, Any], numbered: bool = True) -> None:
+        async with self.send_lock:
+            if numbered:
+                self.sequence += 1
+                frame = {"event": frame["event"], "sequence_number": str(self.sequence), **frame}
+            if frame["event"] not in ("connected",):
+                frame["stream_id"] = self.stream.stream_id
+            await asyncio.wait_for(ws.send(json.dumps(frame)), SEND_TIMEOUT_S)
+
+    # -- bidirectional ---------------------------------------------------------------------
+    async def _read(self, ws: ClientConnection) -> None:
+        with contextlib.suppress(ConnectionClosed, asyncio.TimeoutError, OSError):
+            async for message in ws:
+                if self.mode in ("rtp", "mp3"):  # otherwise Telnyx ignores what the server sends
+                    await self._handle(ws, message)
+
+    async def _handle(self, ws: ClientConnection, message: str | bytes) -> None:
+        try:
+            frame = json.loads(message) if isinstance(message, str) else None
+        except ValueError:
+            frame = None
+        if not isinstance(frame, dict):
+            return await self._error(ws, 100003, "not a JSON object")
+        event = frame.get("event")
+        if event == "media":
+            payload = (frame.get("media") or {}).get("payload") if isinstance(frame.get("media"), dict) else None
+            if not isinstance(payload, str):
+                return await self._error(ws, 100003, "media frame without media.payload")
+            try:
+                data = base64.b64decode(payload, validate=True)
+            except (binascii.Error, ValueError):
+                return await self._error(ws, 100004, "media.payload is not base64")
+            return await self._queue_audio(ws, data)
+        if event == "mark":
+            name = (frame.get("mark") or {}).get("name") if isinstance(frame.get("mark"), dict) else None
+            if not isinstance(name, str):
+                return await self._error(ws, 100003, "mark frame without mark.name")
+            if self.queue:
+                self.queue.append(Mark(name))
+            else:
+                await self._mark(ws, name)
+            return None
+        if event == "clear":
+            marks = [item for item in self.queue if isinstance(item, Mark)]
+            self.queue.clear()
+            for name in marks:
+                await self._mark(ws, name)
+            return None
+        return await self._error(ws, 100003, f"unknown event {str(event)[:40]!r} (expected media, mark, clear)")
+
+    async def _queue_audio(self, ws: ClientConnection, data: bytes) -> None:
+        if self.mode == "mp3":
+            now = time.monotonic()
+            if now - self.last_mp3 < 1.0:
+                return await self._error(ws, 100005, "at most one mp3 media frame a second")
+            self.last_mp3 = now
+            self.stream.mp3_received.append(data)
+            return None
+        if self.back_codec not in audio.SAMPLE_RATES:  # G722, OPUS, AMR-WB: kept, not decoded
+            return None
+        try:
+            samples = audio.decode(data, self.back_codec)
+        except ValueError as exc:
+            return await self._error(ws, 100004, str(exc))
+        self.queue.append(samples)
+        return None
+
+    async def _play(self, ws: ClientConnection) -> None:
+        """Play 20 ms of the queue; a mark fires once the audio before it has played."""
+        need = self.back_rate * audio.FRAME_MS // 1000
+        while self.queue and (need > 0 or isinstance(self.queue[0], Mark)):
+            item = self.queue[0]
+            if isinstance(item, Mark):
+                self.queue.popleft()
+                await self._mark(ws, item)
+                continue
+            taken = item[:need]
+            self.stream.played.extend(taken)
+            need -= len(taken)
+            if len(taken) == len(item):
+                self.queue.popleft()
+            else:
+                self.queue[0] = item[len(taken) :]
+
+    async def _mark(self, ws: ClientConnection, name: str) -> None:
+        await self._send(ws, {"event": "mark", "mark": {"name": str(name)}})
+        self.stream.marks_sent.append(str(name))
+
+    async def _error(self, ws: ClientConnection, code: int, detail: str) -> None:
+        self.stream.errors_sent.append(code)
+        await self._send(
+            ws, {"event": "error", "payload": {"code": code, "title": ERRORS[code], "detail": detail}}, False
+        )
+
+    # -- endings ---------------------------------------------------------------------------
+    async def _wait_stopped(self) -> None:
+        while not self.stream.stopping.is_set():
+            await asyncio.sleep(0.02)
+
+    def _stopped(self) -> None:
+        self.stream.state = "stopped"
+        self.backend.emit(self.call, "streaming.stopped", stream=self.stream, stream_id=self.stream.stream_id)
+
+    def _failed(self, reason: str, exc: BaseException) -> None:
+        stream = self.stream
+        stream.state, stream.failure_reason = "failed", reason
+        log.info("stream %s failed: %s (%s)", stream.stream_id, reason, exc)
+        self.backend.emit(
+            self.call,
+            "streaming.failed",
+            stream=stream,
+            failure_reason=reason,
+            stream_id=stream.stream_id,
+            stream_type="websocket",
+            stream_params={
+                "stream_url": self.url,
+                "track": stream.params.get("stream_track", "inbound_track"),
+            },
+        )
+
+
+def _stream_codec(requested: str | None, call_codec: str) -> str:
+    """The codec sent: the one asked for when the emulator can encode it, else the call's."""
+    if requested in audio.SAMPLE_RATES:
+        return requested
+    return call_codec  # "default", or G722 / OPUS / AMR-WB (not encoded here)
+
+
+def _loop_to(samples: array, total: int) -> array:
+    if not samples:
+        return array("h", [0] * total)
+    out = array("h")
+    while len(out) < total:
+        out.extend(samples[: total - len(out)])
+    return out

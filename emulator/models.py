@@ -1,0 +1,284 @@
+"""The emulator's state, with no HTTP in it: calls, the commands they received, streams, faults.
+
+Every method is safe to call from several threads (the HTTP server answers each request in its
+own thread); the media runner (media.py) is told when a stream must start or stop.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import collections
+import secrets
+import threading
+import time
+import uuid
+from array import array
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from .exceptions import CallEnded, CallNotAnswered, CallNotFound, InvalidBody
+
+# Telnyx's view of the body (what the real API checks, as far as we know): enums and limits.
+ENUMS: dict[str, tuple] = {
+    "stream_track": ("inbound_track", "outbound_track", "both_tracks"),
+    "stream_codec": ("PCMU", "PCMA", "G722", "OPUS", "AMR-WB", "L16", "default"),
+    "stream_bidirectional_mode": ("mp3", "rtp"),
+    "stream_bidirectional_codec": ("PCMU", "PCMA", "G722", "OPUS", "AMR-WB", "L16"),
+    "stream_bidirectional_sampling_rate": (8000, 16000, 22050, 24000, 48000),
+    "stream_bidirectional_target_legs": ("both", "self", "opposite"),
+}
+STRINGS = ("stream_url", "stream_auth_token", "client_state", "command_id")
+BOOLEANS = ("enable_dialogflow",)
+OBJECTS = ("custom_parameters", "dialogflow_config")
+FIELDS = frozenset(ENUMS) | frozenset(STRINGS) | frozenset(BOOLEANS) | frozenset(OBJECTS)
+
+
+@dataclass
+class Fault:
+    """One injected fault, used up by one request.
+
+    kind: ``status`` (answer ``status``, with ``Retry-After: retry_after`` if set), ``reset`` (drop
+    the connection with a TCP RST), ``delay`` (answer after ``seconds``), ``redirect`` (302 to
+    ``location``). With ``process`` true, a ``reset`` or ``delay`` applies the command first, so
+    only its answer is lost or late: the case a retry must not double.
+    """
+
+    kind: str
+    status: int = 503
+    retry_after: float | None = None
+    seconds: float = 0.0
+    location: str = ""
+    process: bool = False
+
+    @classmethod
+    def parse(cls, spec: dict[str, Any]) -> Fault:
+        if spec.get("kind") not in ("status", "reset", "delay", "redirect"):
+            raise InvalidBody("fault kind must be status, reset, delay or redirect", "/kind")
+        known = {"kind", "status", "retry_after", "seconds", "location", "process"}
+        return cls(**{k: v for k, v in spec.items() if k in known})
+
+
+class Media(Protocol):
+    def start(self, stream: Stream) -> None: ...
+    def stop(self, stream: Stream) -> None: ...
+
+
+@dataclass
+class Stream:
+    stream_id: str
+    call: Call
+    params: dict[str, Any]
+    state: str = "connecting"  # connecting, streaming, stopped, failed
+    failure_reason: str | None = None
+    codec: str = ""
+    sample_rate: int = 0
+    frames_sent: collections.Counter = field(default_factory=collections.Counter)
+    played: array = field(default_factory=lambda: array("h"))  # bidirectional audio played back
+    marks_sent: list[str] = field(default_factory=list)
+    errors_sent: list[int] = field(default_factory=list)
+    mp3_received: list[bytes] = field(default_factory=list)
+    stopping: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "stream_id": self.stream_id,
+            "state": self.state,
+            "failure_reason": self.failure_reason,
+            "codec": self.codec,
+            "sample_rate": self.sample_rate,
+            "frames_sent": dict(self.frames_sent),
+            "played_samples": len(self.played),
+            "marks_sent": list(self.marks_sent),
+            "errors_sent": list(self.errors_sent),
+            "mp3_received": len(self.mp3_received),
+        }
+
+
+@dataclass
+class Call:
+    call_control_id: str
+    codec: str = "PCMU"
+    audio: str | None = None  # WAV file the caller "says"; None: a generated tone sequence
+    webhook_url: str | None = None
+    duration_s: float | None = None  # how long the caller talks once streaming starts
+    state: str = "answered"  # ringing, answered, ended
+    call_leg_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    call_session_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    command_ids: set[str] = field(default_factory=set)
+    commands: int = 0
+    streams: list[Stream] = field(default_factory=list)
+
+    @property
+    def streams_started(self) -> int:
+        return len(self.streams)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "call_control_id": self.call_control_id,
+            "state": self.state,
+            "codec": self.codec,
+            "commands": self.commands,
+            "streams_started": self.streams_started,
+            "streams": [s.summary() for s in self.streams],
+        }
+
+
+@dataclass
+class Recorded:
+    """A request as the emulator received it (for tests to assert on)."""
+
+    method: str
+    path: str  # raw, as sent (percent-encoding kept)
+    headers: dict[str, str]
+    body: bytes
+    at: float = field(default_factory=time.time)
+
+
+class Backend:
+    def __init__(self, api_key: str, media: Media | None = None, webhooks: Any = None) -> None:
+        self.api_key = api_key
+        self.media = media
+        self.webhooks = webhooks  # a webhooks.Sender, or None
+        self.calls: dict[str, Call] = {}
+        self.requests: list[Recorded] = []
+        self.faults: dict[str, collections.deque] = collections.defaultdict(collections.deque)
+        self.lock = threading.RLock()
+
+    # -- calls -----------------------------------------------------------------------------
+    def create_call(self, **options: Any) -> Call:
+        call_id = "v3:" + secrets.token_urlsafe(27)
+        call = Call(call_control_id=call_id, **options)
+        with self.lock:
+            self.calls[call_id] = call
+        return call
+
+    def call(self, call_id: str) -> Call:
+        with self.lock:
+            call = self.calls.get(call_id)
+        if call is None:
+            raise CallNotFound(f"No call with call_control_id {call_id!r}.")
+        return call
+
+    def hangup(self, call_id: str) -> Call:
+        call = self.live_call(call_id)
+        with self.lock:
+            call.state = "ended"
+            streams = list(call.streams)
+        for stream in streams:
+            self._stop(stream)
+        return call
+
+    def live_call(self, call_id: str) -> Call:
+        call = self.call(call_id)
+        if call.state == "ended":
+            raise CallEnded("Call has already ended.")
+        if call.state != "answered":
+            raise CallNotAnswered("The call must be answered before streaming can start.")
+        return call
+
+    # -- commands --------------------------------------------------------------------------
+    def streaming_start(self, call_id: str, body: Any) -> Stream | None:
+        """Start a stream; None when the command_id was seen before on this call (ignored)."""
+        call = self.live_call(call_id)
+        check_body(body)
+        with self.lock:
+            call.commands += 1
+            command_id = body.get("command_id")
+            if command_id is not None:
+                if command_id in call.command_ids:
+                    return None
+                call.command_ids.add(command_id)
+            stream = Stream(stream_id=str(uuid.uuid4()), call=call, params=dict(body))
+            call.streams.append(stream)
+        if self.media is not None:
+            self.media.start(stream)
+        else:
+            stream.state = "streaming"
+        return stream
+
+    def streaming_stop(self, call_id: str, body: Any) -> None:
+        call = self.live_call(call_id)
+        stream_id = body.get("stream_id") if isinstance(body, dict) else None
+        with self.lock:
+            call.commands += 1
+            streams = [s for s in call.streams if stream_id in (None, s.stream_id)]
+        for stream in streams:
+            self._stop(stream)
+
+    def _stop(self, stream: Stream) -> None:
+        stream.stopping.set()
+        if self.media is not None:
+            self.media.stop(stream)
+        elif stream.state in ("connecting", "streaming"):
+            stream.state = "stopped"
+
+    # -- faults and records ----------------------------------------------------------------
+    def add_faults(self, specs: list[dict[str, Any]], call_id: str | None = None) -> None:
+        faults = [Fault.parse(spec) for spec in specs]
+        with self.lock:
+            self.faults[call_id or "*"].extend(faults)
+
+    def next_fault(self, call_id: str | None) -> Fault | None:
+        """The call's own faults first, then the ones for any request, in the order given."""
+        with self.lock:
+            for key in (call_id, "*"):
+                queue = self.faults.get(key) if key else None
+                if queue:
+                    return queue.popleft()
+        return None
+
+    def record(self, request: Recorded) -> None:
+        with self.lock:
+            self.requests.append(request)
+
+    def emit(self, call: Call, event_type: str, **extra: Any) -> None:
+        """A streaming.* webhook to the call's webhook URL, with Telnyx's envelope."""
+        if self.webhooks is None:
+            return
+        stream = extra.pop("stream", None)
+        payload: dict[str, Any] = {
+            "call_control_id": call.call_control_id,
+            "call_leg_id": call.call_leg_id,
+            "call_session_id": call.call_session_id,
+            "connection_id": "emulator",
+            "client_state": stream.params.get("client_state") if stream else None,
+        }
+        payload.update(extra)
+        self.webhooks.send(call.webhook_url, event_type, payload)
+
+
+def check_body(body: Any) -> None:
+    """422 for what Telnyx would refuse, with source.pointer naming the field."""
+    if not isinstance(body, dict):
+        raise InvalidBody("The request body must be a JSON object.")
+    for key, value in body.items():
+        pointer = f"/{key}"
+        if key not in FIELDS:
+            raise InvalidBody(f"Unknown parameter {key}.", pointer)
+        if key in ENUMS and value not in ENUMS[key]:
+            raise InvalidBody(f"{key} must be one of {', '.join(map(str, ENUMS[key]))}.", pointer)
+        if key in STRINGS and not isinstance(value, str):
+            raise InvalidBody(f"{key} must be a string.", pointer)
+        if key in BOOLEANS and not isinstance(value, bool):
+            raise InvalidBody(f"{key} must be a boolean.", pointer)
+    url = body.get("stream_url")
+    if url is not None and urlsplit(url).scheme not in ("ws", "wss"):
+        raise InvalidBody("stream_url must be a WebSocket URL (wss://...).", "/stream_url")
+    if len(body.get("stream_auth_token") or "") > 4000:
+        raise InvalidBody("stream_auth_token is longer than 4000 characters.", "/stream_auth_token")
+    if body.get("client_state") is not None:
+        try:
+            base64.b64decode(body["client_state"], validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidBody("client_state must be base64.", "/client_state") from None
+    params = body.get("custom_parameters")
+    if params is not None and not (
+        isinstance(params, list)
+        and all(
+            isinstance(p, dict) and isinstance(p.get("name"), str) and isinstance(p.get("value"), str) for p in params
+        )
+    ):
+        raise InvalidBody("custom_parameters must be a list of {name, value} strings.", "/custom_parameters")

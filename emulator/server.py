@@ -1,0 +1,203 @@
+"""The HTTP side: Telnyx's Call Control routes, the emulator's own ``/_emulator`` routes, faults."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import struct
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, ClassVar
+from urllib.parse import unquote
+
+from . import audio
+from .exceptions import APIError, InvalidBody, NotFound, Unauthorized
+from .models import Backend, Recorded
+
+MAX_BODY = 1 << 20
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], backend: Backend) -> None:
+        super().__init__(address, Handler)
+        self.backend = backend
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as api.telnyx.com
+    server: Server
+
+    # Routes: (method, pattern over the raw path) -> handler. Segments are percent-decoded after
+    # matching, so an encoded "/" inside an id stays inside the id.
+    ROUTES: ClassVar[list[tuple[str, re.Pattern, str]]] = [
+        ("POST", re.compile(r"^/v2/calls/([^/]+)/actions/streaming_start$"), "streaming_start"),
+        ("POST", re.compile(r"^/v2/calls/([^/]+)/actions/streaming_stop$"), "streaming_stop"),
+        ("POST", re.compile(r"^/v2/calls/([^/]+)/actions/hangup$"), "hangup"),
+        ("POST", re.compile(r"^/_emulator/calls$"), "admin_create_call"),
+        ("GET", re.compile(r"^/_emulator/calls/([^/]+)$"), "admin_call"),
+        ("POST", re.compile(r"^/_emulator/faults$"), "admin_faults"),
+        ("GET", re.compile(r"^/_emulator/requests$"), "admin_requests"),
+        ("GET", re.compile(r"^/_emulator/events$"), "admin_events"),
+        ("GET", re.compile(r"^/_emulator/streams/([^/]+)/played\.wav$"), "admin_played"),
+    ]
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet: tests and the demo own stdout
+        pass
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    # -- plumbing --------------------------------------------------------------------------
+    def _dispatch(self, method: str) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(min(length, MAX_BODY)) if length else b""
+        backend = self.server.backend
+        path = self.path.split("?", 1)[0]
+        backend.record(Recorded(method, self.path, dict(self.headers.items()), raw))
+        for verb, pattern, name in self.ROUTES:
+            match = pattern.match(path)
+            if verb == method and match:
+                args = [unquote(g) for g in match.groups()]
+                return self._answer(getattr(self, name), args, raw, public=not name.startswith("admin"))
+        return self._error(NotFound(f"No route for {method} {path}."))
+
+    def _answer(self, handler: Callable[..., Any], args: list[str], raw: bytes, public: bool) -> None:
+        backend = self.server.backend
+        fault = backend.next_fault(args[0] if args else None) if public else None
+        if fault and not fault.process and self._apply(fault):
+            return None
+        try:
+            if public and self.headers.get("Authorization") != f"Bearer {backend.api_key}":
+                raise Unauthorized("The API key is missing, wrong or revoked.")
+            body = _json(raw)
+            result = handler(*args, body)
+        except APIError as error:
+            if fault and fault.process and self._apply(fault):
+                return None
+            return self._error(error)
+        if fault and fault.process and self._apply(fault):
+            return None
+        if isinstance(result, bytes):
+            return self._send(200, result, "audio/wav")
+        return self._send(200, json.dumps(result).encode())
+
+    def _apply(self, fault: Any) -> bool:
+        """Act out a fault; True when it took the place of the answer."""
+        if fault.kind == "delay":
+            time.sleep(fault.seconds)
+            return False
+        if fault.kind == "reset":
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+            self.connection.close()
+            return True
+        if fault.kind == "redirect":
+            self._send(302, b"", headers={"Location": fault.location})
+            return True
+        headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+        body = {"errors": [{"code": str(fault.status), "title": "Injected fault", "detail": "emulator fault"}]}
+        if fault.status == 429:
+            body["errors"][0].update(code="10011", title="Too many requests")
+        self._send(fault.status, json.dumps(body).encode(), headers=headers)
+        return True
+
+    def _error(self, error: APIError) -> None:
+        self._send(error.status, json.dumps(error.body()).encode())
+
+    def _send(self, status: int, body: bytes, ctype: str = "application/json", headers: dict | None = None) -> None:
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("x-request-id", str(uuid.uuid4()))
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError:
+            self.close_connection = True  # the client gave up (timeout): nothing to answer
+
+    # -- Telnyx's routes -------------------------------------------------------------------
+    def streaming_start(self, call_id: str, body: Any) -> dict:
+        self.server.backend.streaming_start(call_id, {} if body is None else body)
+        return {"data": {"result": "ok"}}
+
+    def streaming_stop(self, call_id: str, body: Any) -> dict:
+        self.server.backend.streaming_stop(call_id, body or {})
+        return {"data": {"result": "ok"}}
+
+    def hangup(self, call_id: str, body: Any) -> dict:
+        self.server.backend.hangup(call_id)
+        return {"data": {"result": "ok"}}
+
+    # -- the emulator's own routes ---------------------------------------------------------
+    def admin_create_call(self, body: Any) -> dict:
+        options = body or {}
+        known = {"codec", "audio", "webhook_url", "duration_s", "state"}
+        unknown = set(options) - known
+        if unknown:
+            raise InvalidBody(f"unknown option(s) {sorted(unknown)}; known: {sorted(known)}")
+        if options.get("codec", "PCMU") not in audio.SAMPLE_RATES:
+            raise InvalidBody(f"codec must be one of {sorted(audio.SAMPLE_RATES)}", "/codec")
+        call = self.server.backend.create_call(**options)
+        return {"call_control_id": call.call_control_id}
+
+    def admin_call(self, call_id: str, body: Any) -> dict:
+        return self.server.backend.call(call_id).summary()
+
+    def admin_faults(self, body: Any) -> dict:
+        if not isinstance(body, dict) or not isinstance(body.get("faults"), list):
+            raise InvalidBody('expected {"faults": [...], "call_control_id": optional}')
+        self.server.backend.add_faults(body["faults"], body.get("call_control_id"))
+        return {"queued": len(body["faults"])}
+
+    def admin_requests(self, body: Any) -> dict:
+        backend = self.server.backend
+        with backend.lock:
+            return {
+                "requests": [
+                    {
+                        "method": r.method,
+                        "path": r.path,
+                        "headers": r.headers,
+                        "body": r.body.decode("utf-8", "replace"),
+                    }
+                    for r in backend.requests
+                ]
+            }
+
+    def admin_events(self, body: Any) -> dict:
+        webhooks = self.server.backend.webhooks
+        return {"events": webhooks.events() if webhooks else []}
+
+    def admin_played(self, stream_id: str, body: Any) -> bytes:
+        import io
+
+        backend = self.server.backend
+        with backend.lock:
+            streams = [s for c in backend.calls.values() for s in c.streams if s.stream_id == stream_id]
+        if not streams:
+            raise NotFound(f"No stream {stream_id}.")
+        stream = streams[0]
+        buffer = io.BytesIO()
+        rate = int(stream.params.get("stream_bidirectional_sampling_rate") or 8000)
+        audio.write_wav(buffer, stream.played, rate)
+        return buffer.getvalue()
+
+
+def _json(raw: bytes) -> Any:
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise InvalidBody("The request body is not valid JSON.") from None
