@@ -235,7 +235,7 @@ def main(
     timeout_s: float = 10.0,
     deadline_s: float = 20.0,
     max_retries: int = 2,
-) -> Dict[str, Any]:
+) -> StreamingStartResult:
     """Start streaming a live call's audio to a WebSocket server.
 
     :param auth: the `telnyx` resource, ``{"apiKey": "KEY..."}``.
@@ -685,7 +685,7 @@ def _session() -> requests.Session:
 
 def _post(
     url: str, payload: Dict[str, Any], api_key: str, timeout_s: float, deadline: float, max_retries: int
-) -> Dict[str, Any]:
+) -> StreamingStartResult:
     command_id = payload["command_id"]
     call = _Call(deadline)
     retry = _DeadlineRetry(
@@ -746,7 +746,7 @@ def _read_capped(response: requests.Response, deadline: float, command_id: str, 
 
 def _result(
     response: requests.Response, content: bytes, command_id: str, attempts: int, api_key: str
-) -> Dict[str, Any]:
+) -> StreamingStartResult:
     text = content.decode(response.encoding or "utf-8", errors="replace").replace(api_key, "***")
     parsed: Any = None
     try:

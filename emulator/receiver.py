@@ -164,7 +164,8 @@ class Receiver:
         self.loop.run_forever()
 
     async def _handle(self, ws: ServerConnection) -> None:
-        report = StreamReport(token_header=ws.request.headers.get("x-telnyx-streaming-auth-token"))
+        headers = ws.request.headers if ws.request else {}
+        report = StreamReport(token_header=headers.get("x-telnyx-streaming-auth-token"))
         with self._changed:
             self.reports.append(report)
         try:

@@ -1,0 +1,134 @@
+"""The main job, end to end on this machine, no Telnyx account: ``./dev demo``.
+
+1. starts the emulator as users do (``python -m emulator``, reading its one JSON line),
+2. starts the example stream server (emulator/receiver.py) and a webhook catcher,
+3. runs the real ``script.main`` over real HTTP, exactly as Windmill would after call.answered,
+4. shows the audio arriving, then a report: frames, seconds, codec, gaps, WAV files, webhooks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from .receiver import Receiver
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class _Webhooks(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        super().__init__(("127.0.0.1", 0), _WebhookHandler)
+
+
+class _WebhookHandler(BaseHTTPRequestHandler):
+    server: _Webhooks
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.events.append(json.loads(body))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="./dev demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="how long the caller talks (default 5)")
+    parser.add_argument("--codec", default="PCMU", choices=["PCMU", "PCMA", "L16"], help="stream_codec to ask for")
+    parser.add_argument("--out", default=str(ROOT / "out" / "demo"), help="where the WAV files go")
+    args = parser.parse_args(argv)
+
+    webhooks = _Webhooks()
+    threading.Thread(target=webhooks.serve_forever, daemon=True).start()
+    webhook_url = f"http://127.0.0.1:{webhooks.server_port}/telnyx-webhooks"
+    emulator = subprocess.Popen(  # noqa: S603 - our own module, with our own arguments
+        [sys.executable, "-m", "emulator", "--duration", str(args.seconds), "--webhook-url", webhook_url],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        ready = json.loads(emulator.stdout.readline())  # type: ignore[union-attr]
+        print(f"emulator   {ready['base_url']}  (python -m emulator)")
+        with Receiver(args.out) as receiver:
+            print(f"receiver   {receiver.url}  (python -m emulator.receiver)")
+            problems = _run(ready, receiver, webhooks, args)
+    finally:
+        emulator.terminate()
+        code = emulator.wait(10)
+        webhooks.shutdown()
+    if code != 0:
+        problems.append(f"the emulator exited with {code}")
+    print("\nresult: " + ("OK" if not problems else "PROBLEMS: " + "; ".join(problems)))
+    return 1 if problems else 0
+
+
+def _run(ready: dict[str, Any], receiver: Receiver, webhooks: _Webhooks, args: argparse.Namespace) -> list[str]:
+    sys.path.insert(0, str(ROOT))
+    import script  # the real script, as Windmill runs it
+
+    os.environ["TELNYX_BASE_URL"] = ready["base_url"]
+    body = {
+        "stream_url": receiver.url,
+        "stream_track": "both_tracks",
+        "stream_codec": args.codec,
+        "stream_auth_token": "demo-secret-token",
+        "custom_parameters": [{"name": "flow", "value": "windmill-demo"}],
+        "client_state": "ZGVtbw==",
+    }
+    print(f"\nmain(auth, {ready['call_control_id'][:16]}..., body={json.dumps(body)})")
+    began = time.monotonic()
+    result = script.main({"apiKey": ready["api_key"]}, ready["call_control_id"], body)
+    took = (time.monotonic() - began) * 1000
+    print(f"  -> {json.dumps(result)}   in {took:.0f} ms, command_id {result.command_id}")
+
+    live = sys.stdout.isatty()  # one line redrawn on a terminal, a line a second in a log
+    while not (receiver.reports and receiver.reports[0].done):
+        report = receiver.reports[0] if receiver.reports else None
+        frames = len(report.media.get("inbound", [])) if report else 0
+        line = f"  audio flowing: {frames * 0.02:5.2f} s received, {frames:4d} frames a track"
+        print("\r" + line if live else line, end="" if live else "\n", flush=True)
+        time.sleep(0.1 if live else 1.0)
+        if time.monotonic() - began > args.seconds + 10:
+            return ["the stream did not end in time"]
+    report = receiver.wait(1, timeout=5)[0]
+    time.sleep(0.3)  # the last webhook is posted just after the socket closes
+    summary = report.summary()
+    print(f"\r  audio flowing: done{' ' * 40}" if live else "  audio flowing: done")
+    codec = f"codec {summary['codec']} @ {summary['sample_rate']} Hz"
+    print(f"\nstream {summary['stream_id']}: {summary['frames']} frames, {codec}")
+    print(f"  auth token delivered: {report.token_header == body['stream_auth_token']}")
+    print(f"  custom_parameters in start: {report.start.get('custom_parameters')}")
+    print(f"  out of order: {summary['out_of_order']}")
+    for track, info in summary["tracks"].items():
+        print(
+            f"  {track:8s} {info['frames']} frames, {info['seconds']} s, dropped {info['dropped']}, "
+            f"gap mean {info['gap_ms_mean']} ms / p99 {info['gap_ms_p99']} ms -> {info['wav']}"
+        )
+    events = [e["data"]["event_type"] for e in webhooks.events]
+    print(f"  webhooks: {', '.join(events)}")
+    problems = list(summary["problems"])
+    if events != ["streaming.started", "streaming.stopped"]:
+        problems.append(f"webhooks were {events}")
+    if any(info["dropped"] for info in summary["tracks"].values()):
+        problems.append("frames were dropped")
+    return problems
+
+
+if __name__ == "__main__":
+    sys.exit(main())
