@@ -66,9 +66,9 @@ BODY_FIELDS: Dict[str, Dict[str, Any]] = {
         "type": "string",
         "description": (
             "WebSocket URL Telnyx connects to and streams the call's audio to, e.g. "
-            "wss://your-server.example.com/media. Must start with wss:// (or ws://). Required "
-            "unless enable_dialogflow is true. Telnyx is the WebSocket client: your server must "
-            "be reachable from the internet."
+            "wss://your-server.example.com/media. Must start with wss:// (or ws://). Needed unless "
+            "enable_dialogflow is true. Telnyx is the WebSocket client: your server must be "
+            "reachable from the internet."
         ),
         "pattern": r"^wss?://[^\s/?#]+([/?#]\S*)?$",
         "placeholder": "wss://your-server.example.com/media",
@@ -175,7 +175,8 @@ BODY_FIELDS: Dict[str, Dict[str, Any]] = {
         "minLength": 1,
         "description": (
             "Idempotency key: Telnyx ignores a second command with the same command_id on the "
-            "same call. Left empty, the script makes one (a UUID) and sends it on every retry. "
+            "same call. Left empty (and max_retries above 0), the script makes one (a UUID) and "
+            "sends it on every retry. "
             "Pass the webhook's event id to stay exactly-once across flow retries too."
         ),
     },
@@ -256,8 +257,8 @@ def main(
     payload = check_body(body)
     _check_limits(timeout_s, deadline_s, max_retries)
     url = f"{_base_url()}/calls/{path_id}/actions/streaming_start"
-    # Retrying a POST is only safe with one command_id for every attempt: Telnyx drops repeats.
-    payload.setdefault("command_id", str(uuid.uuid4()))
+    if max_retries > 0:  # a retried POST is only safe with one command_id: Telnyx drops repeats
+        payload.setdefault("command_id", str(uuid.uuid4()))
     return _post(url, payload, api_key, timeout_s, started + deadline_s, max_retries)
 
 
@@ -363,12 +364,6 @@ def check_body(body: Mapping[str, Any] | None) -> Dict[str, Any]:
 def _check_rules(payload: Dict[str, Any]) -> None:
     """What the schema cannot say well."""
     url = payload.get("stream_url")
-    if url is None and payload.get("enable_dialogflow") is not True:
-        raise TelnyxInputError(
-            "body.stream_url is missing: set it to your WebSocket server's URL (wss://...), or "
-            "set enable_dialogflow to true to stream to Dialogflow instead.",
-            "body.stream_url",
-        )
     if url is not None and not _is_ws_url(url):
         raise TelnyxInputError(
             f"body.stream_url must be a ws:// or wss:// URL with a host and no user:password, "
@@ -525,8 +520,8 @@ def _explain(error: Any) -> tuple:
     secret = top == "stream_auth_token"
     got = "" if secret else f", got {_show(error.instance)}"
     kind, expected = error.validator, error.validator_value
-    if kind == "enum":
-        fix = "use one of " + ", ".join(json.dumps(v) for v in expected)
+    if kind == "enum" or (kind == "type" and "enum" in error.schema):
+        fix = "use one of " + ", ".join(json.dumps(v) for v in error.schema["enum"])
     elif kind == "type":
         fix = f"use a JSON {expected}" + (" (true or false)" if expected == "boolean" else "")
     elif kind == "maxLength":
@@ -686,7 +681,7 @@ def _session() -> requests.Session:
 def _post(
     url: str, payload: Dict[str, Any], api_key: str, timeout_s: float, deadline: float, max_retries: int
 ) -> StreamingStartResult:
-    command_id = payload["command_id"]
+    command_id = payload.get("command_id")
     call = _Call(deadline)
     retry = _DeadlineRetry(
         total=max_retries,
@@ -727,7 +722,7 @@ def _post(
     return _result(response, content, command_id, call.attempts, api_key)
 
 
-def _read_capped(response: requests.Response, deadline: float, command_id: str, attempts: int) -> bytes:
+def _read_capped(response: requests.Response, deadline: float, command_id: str | None, attempts: int) -> bytes:
     chunks, size = [], 0
     for chunk in response.iter_content(65536):
         size += len(chunk)
@@ -745,7 +740,7 @@ def _read_capped(response: requests.Response, deadline: float, command_id: str, 
 
 
 def _result(
-    response: requests.Response, content: bytes, command_id: str, attempts: int, api_key: str
+    response: requests.Response, content: bytes, command_id: str | None, attempts: int, api_key: str
 ) -> StreamingStartResult:
     text = content.decode(response.encoding or "utf-8", errors="replace").replace(api_key, "***")
     parsed: Any = None
@@ -805,7 +800,7 @@ def _hints(status: int, errors: List[Any], response: requests.Response, attempts
     return hints
 
 
-def _no_answer_message(exc: Exception, attempts: int, command_id: str, api_key: str) -> str:
+def _no_answer_message(exc: Exception, attempts: int, command_id: str | None, api_key: str) -> str:
     reason: Any = exc
     while isinstance(reason, Exception) and reason.args and isinstance(reason.args[0], Exception):
         reason = reason.args[0]  # requests wraps urllib3's MaxRetryError, which wraps the cause

@@ -134,6 +134,7 @@ class Recorded:
     path: str  # raw, as sent (percent-encoding kept)
     headers: dict[str, str]
     body: bytes
+    client: tuple = ()  # (host, port) of the connection it came on
     at: float = field(default_factory=time.time)
 
 

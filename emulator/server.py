@@ -62,7 +62,7 @@ class Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(min(length, MAX_BODY)) if length else b""
         backend = self.server.backend
         path = self.path.split("?", 1)[0]
-        backend.record(Recorded(method, self.path, dict(self.headers.items()), raw))
+        backend.record(Recorded(method, self.path, dict(self.headers.items()), raw, self.client_address[:2]))
         for verb, pattern, name in self.ROUTES:
             match = pattern.match(path)
             if verb == method and match:

@@ -1,0 +1,64 @@
+"""Fixtures: real servers on 127.0.0.1 only (the emulator, pytest-httpserver, the receiver).
+
+Nothing is patched: the script gets a base URL through TELNYX_BASE_URL, as users set it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import script  # noqa: E402
+from emulator import Emulator  # noqa: E402
+from emulator.receiver import Receiver  # noqa: E402
+
+KEY = "KEYtest_0123456789abcdefSECRET"  # a fake key, easy to grep for in every output
+
+
+@pytest.fixture
+def emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
+    """Call Control only (no media): for request, error and fault tests."""
+    with Emulator(api_key=KEY, media=False) as emu:
+        monkeypatch.setenv("TELNYX_BASE_URL", emu.base_url)
+        yield emu
+
+
+@pytest.fixture
+def media_emulator(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Emulator]:
+    """The full emulator, streaming media as fast as the socket takes it."""
+    with Emulator(api_key=KEY, fast=True, record_dir=tmp_path / "played") as emu:
+        monkeypatch.setenv("TELNYX_BASE_URL", emu.base_url)
+        yield emu
+
+
+@pytest.fixture
+def receiver(tmp_path: Path) -> Iterator[Receiver]:
+    with Receiver(tmp_path / "received") as rx:
+        yield rx
+
+
+@pytest.fixture
+def api(httpserver: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """pytest-httpserver standing in for api.telnyx.com (for exact bytes and odd answers)."""
+    monkeypatch.setenv("TELNYX_BASE_URL", httpserver.url_for("/v2"))
+    return httpserver
+
+
+AUTH = {"apiKey": KEY}
+URL = "wss://media.example.com/stream"
+
+
+def start(call_id: str, body: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+    """main() with the test key and a valid default body."""
+    return script.main(AUTH, call_id, {"stream_url": URL} if body is None else body, **kwargs)
+
+
+def sent_bodies(emu: Emulator) -> list[dict[str, Any]]:
+    return [json.loads(r.body) for r in emu.backend.requests if r.path.startswith("/v2/")]
