@@ -147,15 +147,3 @@ def resample(samples: array, source_rate: int, rate: int) -> array:
         k = min(j + 1, last)
         out.append(int(samples[j] + (samples[k] - samples[j]) * (x - j)))
     return out
-
-
-def frames(samples: array, rate: int) -> list:
-    """Split into 20 ms frames (the last one padded with silence)."""
-    size = rate * FRAME_MS // 1000
-    out = []
-    for start in range(0, len(samples), size):
-        frame = samples[start : start + size]
-        if len(frame) < size:
-            frame.extend([0] * (size - len(frame)))
-        out.append(frame)
-    return out

@@ -36,6 +36,7 @@ CONNECT_TIMEOUT_S = 5.0
 SEND_TIMEOUT_S = 2.0  # a stream server that stops reading for this long fails the stream
 OUTBOUND_NOTES = (330, 392, 494, 587)  # what the call plays to the caller, unlike the caller's tones
 DEFAULT_SECONDS = 6.0
+TONE_CYCLE_S = 1.2  # one pass of the four notes of audio.tones
 TRACKS = {
     "inbound_track": ("inbound",),
     "outbound_track": ("outbound",),
@@ -124,7 +125,7 @@ class _Session:
             self.backend.emit(self.call, "streaming.started", stream=stream)
             await self._wait_stopped()
             return self._stopped()
-        payloads = self._payloads()
+        sources = self._sources()
         headers = {}
         if stream.params.get("stream_auth_token"):
             headers["x-telnyx-streaming-auth-token"] = stream.params["stream_auth_token"]
@@ -147,13 +148,13 @@ class _Session:
         self.backend.emit(self.call, "streaming.started", stream=stream, stream_url=self.url)
         reader = asyncio.create_task(self._read(ws))
         try:
-            finished = await self._stream(ws, payloads)
+            finished = await self._stream(ws, sources)
             await self._send(ws, {"event": "stop", "stop": self._ids()})
             await ws.close()
+        except asyncio.TimeoutError as exc:  # before OSError: TimeoutError is one since Python 3.11
+            return self._failed("slow_consumer", exc)
         except (ConnectionClosed, OSError) as exc:
             return self._failed("connection_closed", exc)
-        except asyncio.TimeoutError as exc:
-            return self._failed("slow_consumer", exc)
         finally:
             reader.cancel()
             with contextlib.suppress(BaseException):
@@ -163,7 +164,7 @@ class _Session:
             with contextlib.suppress(Exception):
                 self.backend.hangup(self.call.call_control_id)
 
-    async def _stream(self, ws: ClientConnection, payloads: dict[str, list[str]]) -> bool:
+    async def _stream(self, ws: ClientConnection, sources: dict[str, array]) -> bool:
         """Send connected, start and the media frames; True when the audio ran out (not stopped)."""
         stream = self.stream
         connected: dict[str, Any] = {"event": "connected", "version": "1.0.0"}
@@ -173,16 +174,19 @@ class _Session:
         await self._send(ws, {"event": "start", "start": self._start_info()})
         loop = asyncio.get_running_loop()
         began = loop.time()
-        count = len(payloads[self.tracks[0]])
+        size = self.rate * audio.FRAME_MS // 1000
+        count = math.ceil(len(sources["inbound"]) / size)
         for index in range(count):
             if stream.stopping.is_set():
                 return False
             for track in self.tracks:
+                frame = sources[track][index * size : (index + 1) * size]
+                frame.extend([0] * (size - len(frame)))  # the last frame, padded with silence
                 media = {
                     "track": track,
                     "chunk": str(index + 1),
                     "timestamp": str(index * audio.FRAME_MS),
-                    "payload": payloads[track][index],
+                    "payload": base64.b64encode(audio.encode(frame, self.codec)).decode(),
                 }
                 await self._send(ws, {"event": "media", "media": media})
                 stream.frames_sent[track] += 1
@@ -193,27 +197,20 @@ class _Session:
                 await asyncio.sleep(max(began + (index + 1) * audio.FRAME_MS / 1000 - loop.time(), 0))
         return not stream.stopping.is_set()
 
-    def _payloads(self) -> dict[str, list[str]]:
-        """Every frame of every track, encoded up front so the real-time loop only sends."""
+    def _sources(self) -> dict[str, array]:
+        """Each track's audio for the whole stream. Tones are made for one cycle and repeated, and
+        nothing is encoded here: the loop encodes each 20 ms frame as it goes (start stays fast)."""
         call = self.call
-        seconds = call.duration_s
         inbound = audio.read_wav(call.audio, self.rate) if call.audio else None
+        seconds = call.duration_s
         if seconds is None:
             seconds = len(inbound) / self.rate if inbound is not None else DEFAULT_SECONDS
         total = int(seconds * self.rate)
+        cycle = min(seconds, TONE_CYCLE_S)
         if inbound is None:
-            inbound = audio.tones(self.rate, seconds)
-        sources = {
-            "inbound": _loop_to(inbound, total),
-            "outbound": audio.tones(self.rate, seconds, OUTBOUND_NOTES),
-        }
-        return {
-            track: [
-                base64.b64encode(audio.encode(frame, self.codec)).decode()
-                for frame in audio.frames(sources[track], self.rate)
-            ]
-            for track in self.tracks
-        }
+            inbound = audio.tones(self.rate, cycle)
+        outbound = audio.tones(self.rate, cycle, OUTBOUND_NOTES)
+        return {"inbound": _loop_to(inbound, total), "outbound": _loop_to(outbound, total)}
 
     def _start_info(self) -> dict[str, Any]:
         params, call = self.stream.params, self.call

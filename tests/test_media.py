@@ -1,0 +1,405 @@
+"""The emulator's media stream, end to end: the real script starts it, a real WebSocket server
+(emulator/receiver.py) receives it, and the audio that arrives is the audio that was sent."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from array import array
+
+import pytest
+import requests
+from conftest import KEY, ROOT, start
+from websockets.asyncio.server import serve
+from websockets.datastructures import Headers
+from websockets.http11 import Response
+
+from emulator import audio
+from emulator.media import OUTBOUND_NOTES
+from emulator.receiver import Receiver
+
+SECONDS = 1.0
+
+
+def snr_db(reference: array, received: array) -> float:
+    noise = sum((a - b) ** 2 for a, b in zip(reference, received)) or 1
+    signal_power = sum(a * a for a in reference) or 1
+    return 10 * math.log10(signal_power / noise)
+
+
+def expected(track: str, codec: str) -> array:
+    rate = audio.SAMPLE_RATES[codec]
+    if track == "inbound":
+        return audio.tones(rate, SECONDS)
+    return audio.tones(rate, SECONDS, OUTBOUND_NOTES)
+
+
+@pytest.mark.parametrize("codec", ["PCMU", "PCMA", "L16"])
+@pytest.mark.parametrize("track", ["inbound_track", "outbound_track", "both_tracks"])
+def test_audio_arrives_as_sent(media_emulator, receiver, codec, track):
+    call = media_emulator.create_call(duration_s=SECONDS)
+    start(call, {"stream_url": receiver.url, "stream_codec": codec, "stream_track": track})
+    (report,) = receiver.wait(1, timeout=20)
+    assert report.problems == []
+    assert report.start["media_format"] == {"encoding": codec, "sample_rate": audio.SAMPLE_RATES[codec], "channels": 1}
+    tracks = {"inbound_track": ["inbound"], "outbound_track": ["outbound"], "both_tracks": ["inbound", "outbound"]}[
+        track
+    ]
+    assert sorted(report.media) == sorted(tracks)
+    for name in tracks:
+        wav = audio.read_wav(report.wavs[name], audio.SAMPLE_RATES[codec])  # what the receiver wrote
+        source = expected(name, codec)
+        assert len(wav) == len(source) == SECONDS * audio.SAMPLE_RATES[codec]
+        assert report.dropped(name) == 0
+        if codec == "L16":
+            assert wav == source  # lossless
+        else:
+            assert wav == audio.decode(audio.encode(source, codec), codec)  # exactly G.711's output
+            assert snr_db(source, wav) > 30  # and within codec error of the source
+
+
+def test_wav_file_source_and_default_codec(media_emulator, receiver, tmp_path):
+    rate = 8000
+    chirp = array(
+        "h", (int(12000 * math.sin(2 * math.pi * (200 + 600 * i / rate) * i / rate)) for i in range(rate // 2))
+    )
+    path = tmp_path / "caller.wav"
+    audio.write_wav(path, chirp, rate)
+    call = media_emulator.create_call(codec="PCMA", audio=str(path))
+    start(call, {"stream_url": receiver.url, "stream_codec": "default"})
+    (report,) = receiver.wait(1, timeout=20)
+    assert report.codec == "PCMA"  # "default" keeps the call's codec
+    assert report.samples("inbound") == audio.decode(audio.encode(chirp, "PCMA"), "PCMA")
+
+
+@pytest.mark.parametrize("codec", ["G722", "OPUS", "AMR-WB"])
+def test_codecs_the_emulator_cannot_encode_fall_back_to_the_calls(media_emulator, receiver, codec):
+    start(media_emulator.create_call(duration_s=0.2), {"stream_url": receiver.url, "stream_codec": codec})
+    (report,) = receiver.wait(1, timeout=20)
+    assert report.codec == "PCMU"
+
+
+def test_frames_in_order_with_telnyx_shapes(media_emulator, receiver):
+    call = media_emulator.create_call(duration_s=0.2)
+    state = base64.b64encode(b'{"tenant": "acme"}').decode()
+    body = {
+        "stream_url": receiver.url,
+        "stream_track": "both_tracks",
+        "client_state": state,
+        "custom_parameters": [{"name": "tenant", "value": "acme"}, {"name": "lang", "value": "fr"}],
+    }
+    start(call, body)
+    (report,) = receiver.wait(1, timeout=20)
+    frames = report.frames
+    assert [f["event"] for f in frames[:2]] == ["connected", "start"] and frames[-1]["event"] == "stop"
+    assert {f["event"] for f in frames[2:-1]} == {"media"}
+    assert frames[0] == {"event": "connected", "version": "1.0.0"}
+    stream_id = frames[1]["stream_id"]
+    numbers = [int(f["sequence_number"]) for f in frames[1:]]
+    assert numbers == list(range(1, len(frames)))
+    for frame in frames[1:]:
+        assert isinstance(frame["sequence_number"], str) and frame["stream_id"] == stream_id
+    begin = frames[1]["start"]
+    assert begin["call_control_id"] == call and begin["client_state"] == state
+    assert begin["custom_parameters"] == {"tenant": "acme", "lang": "fr"}
+    assert {"user_id", "call_session_id", "from", "to", "tags", "media_format"} <= set(begin)
+    media = frames[2]["media"]
+    assert set(media) == {"track", "chunk", "timestamp", "payload"}
+    assert all(isinstance(media[k], str) for k in media)
+    assert media["chunk"] == "1" and media["timestamp"] == "0" and len(base64.b64decode(media["payload"])) == 160
+    assert frames[-1]["stop"]["call_control_id"] == call
+    assert report.token_header is None and "connected" not in frames[0]
+
+
+def test_stream_auth_token_is_delivered_twice(media_emulator, receiver):
+    start(media_emulator.create_call(duration_s=0.1), {"stream_url": receiver.url, "stream_auth_token": "s3cret"})
+    (report,) = receiver.wait(1, timeout=20)
+    assert report.token_header == "s3cret"  # the handshake header, raw (no "Bearer")
+    assert report.frames[0]["connected"] == {"x-telnyx-streaming-auth-token": "s3cret"}
+
+
+def bidirectional_receiver(tmp_path, script_of_frames):
+    """A receiver that answers the start frame with the given frames (texts or dicts)."""
+
+    async def on_frame(report, frame, ws):
+        if frame["event"] == "start":
+            for item in script_of_frames:
+                await ws.send(item if isinstance(item, str) else json.dumps(item))
+
+    return Receiver(tmp_path / "bidi", on_frame=on_frame)
+
+
+def media_frame(samples: array, codec: str = "PCMU") -> dict:
+    return {"event": "media", "media": {"payload": base64.b64encode(audio.encode(samples, codec)).decode()}}
+
+
+def test_bidirectional_audio_is_played_back_and_the_mark_echoed_after_it(media_emulator, tmp_path):
+    back = audio.tones(8000, 0.5, (1000,))
+    with bidirectional_receiver(
+        tmp_path, [media_frame(back), {"event": "mark", "mark": {"name": "after-audio"}}]
+    ) as rx:
+        call = media_emulator.create_call(duration_s=2)
+        start(call, {"stream_url": rx.url, "stream_bidirectional_mode": "rtp", "stream_bidirectional_codec": "PCMU"})
+        (report,) = rx.wait(1, timeout=20)
+    (stream,) = media_emulator.wait_streams(call)
+    assert stream.played == audio.decode(audio.encode(back, "PCMU"), "PCMU")  # all of it, unchanged
+    events = [f["event"] for f in report.frames]
+    assert events.count("mark") == 1
+    mark_at = events.index("mark")
+    assert report.frames[mark_at]["mark"]["name"] == "after-audio"
+    assert events[:mark_at].count("media") >= 25  # 0.5 s of audio = 25 frames played before the mark
+    wav = requests.get(
+        media_emulator.base_url.replace("/v2", f"/_emulator/streams/{stream.stream_id}/played.wav"), timeout=5
+    )
+    assert wav.status_code == 200 and wav.content[:4] == b"RIFF"
+    saved = tmp_path / "played" / f"played-{stream.stream_id}.wav"
+    assert audio.read_wav(saved, 8000) == stream.played  # --record-dir keeps it too
+
+
+def test_l16_bidirectional_at_16k(media_emulator, tmp_path):
+    back = audio.tones(16000, 0.2, (500,))
+    with bidirectional_receiver(tmp_path, [media_frame(back, "L16")]) as rx:
+        call = media_emulator.create_call(duration_s=1)
+        body = {
+            "stream_url": rx.url,
+            "stream_bidirectional_mode": "rtp",
+            "stream_bidirectional_codec": "L16",
+            "stream_bidirectional_sampling_rate": 16000,
+        }
+        start(call, body)
+        rx.wait(1, timeout=20)
+    assert media_emulator.wait_streams(call)[0].played == back
+
+
+def test_mark_with_nothing_queued_is_echoed_at_once(media_emulator, tmp_path):
+    with bidirectional_receiver(tmp_path, [{"event": "mark", "mark": {"name": "now"}}]) as rx:
+        start(media_emulator.create_call(duration_s=1), {"stream_url": rx.url, "stream_bidirectional_mode": "rtp"})
+        (report,) = rx.wait(1, timeout=20)
+    events = [f["event"] for f in report.frames]
+    assert report.frames[events.index("mark")]["mark"]["name"] == "now"
+    assert events[: events.index("mark")].count("media") <= 3
+
+
+def test_clear_drops_queued_audio_and_returns_its_marks(media_emulator, tmp_path):
+    long = audio.tones(8000, 3.0, (700,))
+    frames = [media_frame(long), {"event": "mark", "mark": {"name": "end-of-reply"}}, {"event": "clear"}]
+    with bidirectional_receiver(tmp_path, frames) as rx:
+        call = media_emulator.create_call(duration_s=2)
+        start(call, {"stream_url": rx.url, "stream_bidirectional_mode": "rtp"})
+        (report,) = rx.wait(1, timeout=20)
+    (stream,) = media_emulator.wait_streams(call)
+    assert len(stream.played) < 8000 * 0.5  # barge-in: nearly none of the 3 s was played
+    assert [f["mark"]["name"] for f in report.frames if f["event"] == "mark"] == ["end-of-reply"]
+
+
+def test_bad_frames_get_telnyx_error_frames_not_a_crash(media_emulator, tmp_path):
+    bad = [
+        "not json",
+        {"event": "media", "media": {"payload": "***not base64***"}},
+        {"event": "media"},
+        {"event": "dance"},
+        media_frame(audio.tones(8000, 0.1)),  # and a good one still plays
+    ]
+    with bidirectional_receiver(tmp_path, bad) as rx:
+        call = media_emulator.create_call(duration_s=1)
+        start(call, {"stream_url": rx.url, "stream_bidirectional_mode": "rtp"})
+        (report,) = rx.wait(1, timeout=20)
+    errors = [f for f in report.frames if f["event"] == "error"]
+    assert [e["payload"]["code"] for e in errors] == [100003, 100004, 100003, 100003]
+    assert errors[1]["payload"]["title"] == "invalid_media" and errors[0]["payload"]["title"] == "malformed_frame"
+    assert report.frames[-1]["event"] == "stop"
+    assert len(media_emulator.wait_streams(call)[0].played) == 800
+
+
+def test_frames_from_a_one_way_stream_are_ignored(media_emulator, tmp_path):
+    with bidirectional_receiver(tmp_path, ["not json", media_frame(audio.tones(8000, 0.1))]) as rx:
+        call = media_emulator.create_call(duration_s=0.5)
+        start(call, {"stream_url": rx.url})
+        (report,) = rx.wait(1, timeout=20)
+    assert not [f for f in report.frames if f["event"] in ("error", "mark")]
+    assert len(media_emulator.wait_streams(call)[0].played) == 0
+
+
+def wait_for_events(emulator, call, count, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        events = emulator.webhooks.events(call)
+        if len(events) >= count:
+            return events
+        time.sleep(0.02)
+    raise AssertionError(f"expected {count} webhooks, got {emulator.webhooks.events(call)}")
+
+
+def test_unreachable_stream_url_gives_streaming_failed(media_emulator, httpserver):
+    httpserver.expect_request("/hooks", method="POST").respond_with_data("ok")
+    call = media_emulator.create_call(webhook_url=httpserver.url_for("/hooks"))
+    result = start(call, {"stream_url": "ws://127.0.0.1:9/nothing-here", "client_state": "c3RhdGU="})
+    assert result == {"data": {"result": "ok"}}  # the command succeeds; the stream fails later
+    (event,) = wait_for_events(media_emulator, call, 1)
+    data = event["data"]
+    assert data["event_type"] == "streaming.failed" and data["record_type"] == "event"
+    payload = data["payload"]
+    assert payload["failure_reason"] == "connection_failed" and payload["stream_type"] == "websocket"
+    assert payload["stream_params"] == {"stream_url": "ws://127.0.0.1:9/nothing-here", "track": "inbound_track"}
+    assert payload["call_control_id"] == call and payload["client_state"] == "c3RhdGU="
+    deadline = time.monotonic() + 5
+    while not httpserver.log and time.monotonic() < deadline:
+        time.sleep(0.02)
+    ((posted, _),) = httpserver.log
+    assert posted.get_json()["data"]["event_type"] == "streaming.failed"
+    assert media_emulator.call(call).streams[0].state == "failed"
+
+
+def test_refused_handshake_is_streaming_failed(media_emulator):
+    def refuse(connection, request):
+        return Response(403, "Forbidden", Headers(), b"no")
+
+    import asyncio
+    import threading
+
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    holder = {}
+
+    async def main():
+        async with serve(lambda ws: None, "127.0.0.1", 0, process_request=refuse) as server:
+            holder["port"] = server.sockets[0].getsockname()[1]
+            ready.set()
+            await asyncio.sleep(5)
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    thread.start()
+    ready.wait(5)
+    call = media_emulator.create_call()
+    start(call, {"stream_url": f"ws://127.0.0.1:{holder['port']}"})
+    (event,) = wait_for_events(media_emulator, call, 1)
+    assert event["data"]["payload"]["failure_reason"] == "connection_failed"
+
+
+def test_server_closing_early_is_streaming_failed_and_the_emulator_goes_on(media_emulator, tmp_path, receiver):
+    async def hang_up_early(report, frame, ws):
+        if frame["event"] == "media" and frame["media"]["chunk"] == "5":
+            await ws.close()
+
+    with Receiver(tmp_path / "early", on_frame=hang_up_early) as rx:
+        call = media_emulator.create_call(duration_s=5)
+        start(call, {"stream_url": rx.url})
+        rx.wait(1, timeout=20)
+    media_emulator.wait_streams(call)
+    events = wait_for_events(media_emulator, call, 2)
+    assert [e["data"]["event_type"] for e in events] == ["streaming.started", "streaming.failed"]
+    assert events[1]["data"]["payload"]["failure_reason"] == "connection_closed"
+    next_call = media_emulator.create_call(duration_s=0.2)  # the emulator still works
+    start(next_call, {"stream_url": receiver.url})
+    assert receiver.wait(1, timeout=20)[0].problems == []
+
+
+def test_a_server_that_stops_reading_fails_the_stream(media_emulator):
+    import asyncio
+    import threading
+
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    holder = {}
+
+    async def never_read(ws):
+        await asyncio.sleep(30)
+
+    async def main():
+        async with serve(never_read, "127.0.0.1", 0, max_queue=1, max_size=None) as server:
+            holder["port"] = server.sockets[0].getsockname()[1]
+            ready.set()
+            await asyncio.sleep(30)
+
+    threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True).start()
+    ready.wait(5)
+    call = media_emulator.create_call(codec="L16", duration_s=120)
+    start(
+        call, {"stream_url": f"ws://127.0.0.1:{holder['port']}", "stream_codec": "L16", "stream_track": "both_tracks"}
+    )
+    (stream,) = media_emulator.wait_streams(call, timeout=40)
+    assert stream.state == "failed" and stream.failure_reason == "slow_consumer"
+
+
+def real_time_emulator(monkeypatch):
+    from emulator import Emulator
+
+    emu = Emulator(api_key=KEY).start()
+    monkeypatch.setenv("TELNYX_BASE_URL", emu.base_url)
+    return emu
+
+
+@pytest.mark.parametrize("how", ["streaming_stop", "hangup"])
+def test_stop_and_hangup_end_the_stream_with_stop(monkeypatch, receiver, how):
+    emu = real_time_emulator(monkeypatch)
+    try:
+        call = emu.create_call(duration_s=30)
+        start(call, {"stream_url": receiver.url})
+        time.sleep(0.5)
+        answer = requests.post(
+            f"{emu.base_url}/calls/{call}/actions/{how}", json={}, headers={"Authorization": f"Bearer {KEY}"}, timeout=5
+        )
+        assert answer.json() == {"data": {"result": "ok"}}
+        (report,) = receiver.wait(1, timeout=5)
+        assert report.frames[-1]["event"] == "stop" and report.problems == []
+        assert 10 <= len(report.media["inbound"]) <= 60  # ~0.5 s of 20 ms frames, not the 30 s
+        assert emu.call(call).state == ("ended" if how == "hangup" else "answered")
+        events = wait_for_events(emu, call, 2)
+        assert [e["data"]["event_type"] for e in events] == ["streaming.started", "streaming.stopped"]
+    finally:
+        emu.stop()
+
+
+def test_real_time_pacing(monkeypatch, receiver):
+    emu = real_time_emulator(monkeypatch)
+    try:
+        call = emu.create_call(duration_s=1.0)
+        began = time.monotonic()
+        start(call, {"stream_url": receiver.url})
+        (report,) = receiver.wait(1, timeout=10)
+        took = time.monotonic() - began
+        tracks = report.summary()["tracks"]["inbound"]
+        print(f"\nreal time: {took:.2f} s, gap mean {tracks['gap_ms_mean']} ms, p99 {tracks['gap_ms_p99']} ms")
+        assert 0.9 < took < 3.0  # 1 s of audio takes about 1 s: paced, not dumped
+    finally:
+        emu.stop()
+
+
+def test_python_m_emulator_interface(tmp_path, receiver):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "emulator", "--fast", "--duration", "0.3"], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        ready = json.loads(process.stdout.readline())
+        assert set(ready) == {"base_url", "api_key", "call_control_id"}
+        assert ready["base_url"].startswith("http://127.0.0.1:") and ready["base_url"].endswith("/v2")
+        env = dict(os.environ, TELNYX_BASE_URL=ready["base_url"], TELNYX_API_KEY=ready["api_key"])
+        done = subprocess.run(
+            [sys.executable, "script.py", ready["call_control_id"], "--body", json.dumps({"stream_url": receiver.url})],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 0, done.stderr
+        assert receiver.wait(1, timeout=20)[0].problems == []
+        created = requests.post(ready["base_url"].replace("/v2", "/_emulator/calls"), json={"codec": "PCMA"}, timeout=5)
+        assert created.json()["call_control_id"].startswith("v3:")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
+
+
+def test_demo_runs_end_to_end():
+    done = subprocess.run(
+        [sys.executable, "-m", "emulator.demo", "--seconds", "1"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "result: OK" in done.stdout and "streaming.started, streaming.stopped" in done.stdout
