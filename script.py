@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import difflib
+import functools
 import http.cookiejar
 import ipaddress
 import json
@@ -465,7 +465,11 @@ def _check_limits(timeout_s: Any, deadline_s: Any, max_retries: Any) -> None:
 
 def _base_url() -> str:
     """TELNYX_BASE_URL (as in the official SDK) or api.telnyx.com; https, or http to loopback."""
-    raw = os.environ.get("TELNYX_BASE_URL") or DEFAULT_BASE_URL
+    return _checked_base_url(os.environ.get("TELNYX_BASE_URL") or DEFAULT_BASE_URL)
+
+
+@functools.lru_cache(maxsize=8)
+def _checked_base_url(raw: str) -> str:
     try:
         parts = urlsplit(raw)
         host, _ = parts.hostname or "", parts.port
@@ -542,6 +546,8 @@ def _explain(error: Any) -> tuple:
 
 
 def _unknown_key_message(key: str) -> str:
+    import difflib  # only on this error path: keeps it out of every cold start
+
     close = difflib.get_close_matches(str(key), list(BODY_FIELDS), n=1, cutoff=0.6)
     hint = f"did you mean {close[0]!r}?" if close else "check the spelling"
     return f"body has an unknown field {_show(key)}: {hint} Fields streaming_start accepts: {', '.join(BODY_FIELDS)}."

@@ -25,10 +25,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, help="seconds the caller talks once streaming starts")
     parser.add_argument("--webhook-url", help="where to POST streaming.* webhooks for the first call")
     parser.add_argument("--fast", action="store_true", help="send media as fast as possible, not in real time")
+    parser.add_argument("--no-media", action="store_true", help="Call Control only: never open a WebSocket")
     parser.add_argument("--record-dir", help="save the audio your server sends back, one WAV per stream")
     args = parser.parse_args(argv)
 
-    emulator = Emulator(port=args.port, api_key=args.api_key, fast=args.fast, record_dir=args.record_dir)
+    emulator = Emulator(
+        port=args.port, api_key=args.api_key, media=not args.no_media, fast=args.fast, record_dir=args.record_dir
+    )
     emulator.start()
     call_id = emulator.create_call(
         codec=args.codec, audio=args.audio, webhook_url=args.webhook_url, duration_s=args.duration

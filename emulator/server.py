@@ -31,6 +31,7 @@ class Server(ThreadingHTTPServer):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as api.telnyx.com
+    disable_nagle_algorithm = True  # headers and body go out at once: no 40 ms delayed-ACK stall
     server: Server
 
     # Routes: (method, pattern over the raw path) -> handler. Segments are percent-decoded after

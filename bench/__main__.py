@@ -1,0 +1,186 @@
+"""Benchmarks: ``./dev bench`` (or ``python -m bench``). Ratios against baselines measured in the same run.
+
+cold  one complete call in a fresh process (``python script.py ...``), against the emulator, versus
+      bench/bare_requests.py (the same POST with bare requests, no checks), bench/bare_validated.py
+      (the same plus a jsonschema validator: the floor while jsonschema is the validator of record)
+      and, when the telnyx SDK is importable by --sdk-python, bench/official_sdk.py. Interleaved
+      runs; median wall time and median peak RSS of each process (os.wait4).
+warm  sequential calls in one process through ``script.main`` versus ``requests.Session().post``,
+      interleaved in blocks; median and p99 per call.
+
+The emulator runs in its own process (``python -m emulator --no-media``) so it never competes for
+this process's GIL. Results: a table on stdout and bench/results/latest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BODY = {"stream_url": "wss://media.example.com/stream", "stream_track": "both_tracks"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="./dev bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--cold-runs", type=int, default=15, help="fresh processes per variant (default 15)")
+    parser.add_argument("--warm-calls", type=int, default=1000, help="calls per variant in one process (default 1000)")
+    parser.add_argument("--sdk-python", default=sys.executable, help="a Python that can import telnyx (the SDK)")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
+    args = parser.parse_args(argv)
+
+    emulator = subprocess.Popen(
+        [sys.executable, "-m", "emulator", "--no-media"], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        ready = json.loads(emulator.stdout.readline())  # type: ignore[union-attr]
+        env = dict(os.environ, TELNYX_BASE_URL=ready["base_url"], TELNYX_API_KEY=ready["api_key"])
+        cold = cold_start(args, ready["call_control_id"], env)
+        warm = warm_calls(args.warm_calls, ready)
+    finally:
+        emulator.terminate()
+        emulator.wait(10)
+    results = {
+        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "cold": cold,
+        "warm": warm,
+    }
+    report(results)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwritten: {out}")
+    return 0
+
+
+def cold_start(args: argparse.Namespace, call_id: str, env: dict[str, str]) -> dict[str, Any]:
+    body = json.dumps(BODY)
+    variants = {
+        "script.py": [sys.executable, str(ROOT / "script.py"), call_id, "--body", body],
+        "bare requests": [sys.executable, str(ROOT / "bench" / "bare_requests.py"), call_id, body],
+        "bare + jsonschema": [sys.executable, str(ROOT / "bench" / "bare_validated.py"), call_id, body],
+    }
+    sdk = subprocess.run([args.sdk_python, "-c", "import telnyx"], capture_output=True)
+    note = None
+    if sdk.returncode == 0:
+        variants["official SDK"] = [args.sdk_python, str(ROOT / "bench" / "official_sdk.py"), call_id, body]
+    else:
+        note = (
+            f"official SDK skipped: {args.sdk_python} cannot import telnyx (pip install -r bench/requirements-sdk.txt)"
+        )
+        print(note)
+    samples: dict[str, dict[str, list[float]]] = {name: {"wall_s": [], "rss_mb": []} for name in variants}
+    names = list(variants)
+    for _ in range(2):  # warm the OS file cache and .pyc files; not counted
+        for name in names:
+            run_once(variants[name], env)
+    for round_ in range(args.cold_runs):
+        order = names[round_ % len(names) :] + names[: round_ % len(names)]  # rotate: no variant always first
+        for name in order:
+            wall, rss = run_once(variants[name], env)
+            samples[name]["wall_s"].append(wall)
+            samples[name]["rss_mb"].append(rss)
+    base = statistics.median(samples["bare requests"]["wall_s"])
+    floor = statistics.median(samples["bare + jsonschema"]["wall_s"])
+    out: dict[str, Any] = {"runs": args.cold_runs, "note": note, "variants": {}}
+    for name, values in samples.items():
+        wall = statistics.median(values["wall_s"])
+        out["variants"][name] = {
+            "wall_s_median": round(wall, 4),
+            "rss_mb_median": round(statistics.median(values["rss_mb"]), 1),
+            "rss_mb_max": round(max(values["rss_mb"]), 1),
+            "ratio_to_bare": round(wall / base, 3),
+            "ratio_to_bare_jsonschema": round(wall / floor, 3),
+        }
+    if "official SDK" in samples:
+        sdk_wall = out["variants"]["official SDK"]["wall_s_median"]
+        out["script_to_sdk"] = round(out["variants"]["script.py"]["wall_s_median"] / sdk_wall, 3)
+    return out
+
+
+def run_once(command: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of one process, which must succeed."""
+    began = time.perf_counter()
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - began
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise SystemExit(f"{command[1]} failed ({process.returncode}): {process.stderr.read().decode()}")  # type: ignore[union-attr]
+    process.stderr.close()  # type: ignore[union-attr]
+    return wall, usage.ru_maxrss / 1024
+
+
+def warm_calls(count: int, ready: dict[str, str]) -> dict[str, Any]:
+    sys.path.insert(0, str(ROOT))
+    os.environ["TELNYX_BASE_URL"] = ready["base_url"]
+    import requests
+
+    import script
+
+    auth, call_id = script.telnyx(apiKey=ready["api_key"]), ready["call_control_id"]
+    session = requests.Session()
+    url = f"{ready['base_url']}/calls/{call_id}/actions/streaming_start"
+    headers = {"Authorization": f"Bearer {ready['api_key']}"}
+
+    def through_main() -> None:
+        script.main(auth, call_id, BODY)
+
+    def bare() -> None:
+        response = session.post(url, json=BODY, headers=headers, timeout=10)
+        response.raise_for_status()
+        response.json()
+
+    timings: dict[str, list[float]] = {"script.main": [], "bare requests.Session": []}
+    variants = {"script.main": through_main, "bare requests.Session": bare}
+    for fn in variants.values():  # connections, validator, caches: not counted
+        for _ in range(20):
+            fn()
+    block = 50
+    for start in range(0, count, block):
+        for name, fn in variants.items():
+            for _ in range(min(block, count - start)):
+                began = time.perf_counter()
+                fn()
+                timings[name].append(time.perf_counter() - began)
+    out: dict[str, Any] = {"calls": count, "variants": {}}
+    base = statistics.median(timings["bare requests.Session"])
+    for name, values in timings.items():
+        values.sort()
+        out["variants"][name] = {
+            "median_ms": round(statistics.median(values) * 1000, 3),
+            "p99_ms": round(values[int(len(values) * 0.99) - 1] * 1000, 3),
+            "ratio_to_bare": round(statistics.median(values) / base, 3),
+        }
+    return out
+
+
+def report(results: dict[str, Any]) -> None:
+    cold, warm = results["cold"], results["warm"]
+    print(f"\ncold start: one call in a fresh process, median of {cold['runs']} interleaved runs")
+    print(f"  {'variant':18s} {'wall s':>8s} {'x bare':>8s} {'x bare+js':>10s} {'peak MB':>8s}")
+    for name, v in cold["variants"].items():
+        print(
+            f"  {name:18s} {v['wall_s_median']:8.3f} {v['ratio_to_bare']:8.2f} "
+            f"{v['ratio_to_bare_jsonschema']:10.2f} {v['rss_mb_median']:8.1f}"
+        )
+    if "script_to_sdk" in cold:
+        print(f"  script.py / official SDK: {cold['script_to_sdk']:.3f}")
+    print(f"\nwarm: {warm['calls']} sequential calls per variant in one process")
+    print(f"  {'variant':22s} {'median ms':>10s} {'p99 ms':>8s} {'x bare':>8s}")
+    for name, v in warm["variants"].items():
+        print(f"  {name:22s} {v['median_ms']:10.3f} {v['p99_ms']:8.3f} {v['ratio_to_bare']:8.2f}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
