@@ -1,8 +1,8 @@
 # /// script
 # requires-python = ">=3.9"
 # dependencies = [
-#   "requests>=2.28,<3",
-#   "urllib3>=2,<3",
+#   "requests>=2.30,<3",
+#   "urllib3>=2.0.2,<3",
 #   "jsonschema>=4.18,<5",
 # ]
 # ///
@@ -763,7 +763,7 @@ def _result(
     errors = errors if isinstance(errors, list) else []
     request_id = response.headers.get("x-request-id")
     lines = [f"{status} {text}"]  # the original script's message, exactly
-    lines += _hints(status, errors, response, attempts)
+    lines += _hints(status, errors, response, attempts, command_id)
     details = f"command_id={command_id}, attempts={attempts}"
     lines.append(f"({details}" + (f", request_id={request_id})" if request_id else ")"))
     raise TelnyxAPIError(
@@ -777,7 +777,9 @@ def _result(
     )
 
 
-def _hints(status: int, errors: List[Any], response: requests.Response, attempts: int) -> List[str]:
+def _hints(
+    status: int, errors: List[Any], response: requests.Response, attempts: int, command_id: str | None
+) -> List[str]:
     hints: List[str] = []
     for error in errors:
         if not isinstance(error, dict):
@@ -800,10 +802,18 @@ def _hints(status: int, errors: List[Any], response: requests.Response, attempts
             f"was not sent there. Check TELNYX_BASE_URL."
         )
     if status >= 500 or status in (408, 429):
-        hints.append(
-            f"Gave up after {attempts} attempt(s); the command_id keeps a later retry from doubling the stream."
-        )
+        hints.append(f"Gave up after {attempts} attempt(s). {_safe_retry(command_id)}")
     return hints
+
+
+def _safe_retry(command_id: str | None) -> str:
+    """How to run the command again without risking a second stream."""
+    if command_id is None:
+        return "The command may have reached Telnyx; set a command_id before running it again."
+    return (
+        f"The command may have reached Telnyx: to run it again without risking a second stream, "
+        f"pass body.command_id = {command_id!r}."
+    )
 
 
 def _no_answer_message(exc: Exception, attempts: int, command_id: str | None, api_key: str) -> str:
@@ -814,13 +824,15 @@ def _no_answer_message(exc: Exception, attempts: int, command_id: str | None, ap
         reason = reason.reason
     if isinstance(exc, requests.Timeout) or "timed out" in str(reason).lower() or "deadline" in str(reason):
         what = "no answer in time (timeout or deadline)"
-        fix = "Telnyx did not answer within timeout_s / deadline_s; raise them or check the network."
+        fix = "Telnyx did not answer within timeout_s / deadline_s; raise them or check the network. "
     else:
         what = "could not reach Telnyx"
-        fix = "Check the network and TELNYX_BASE_URL."
+        fix = "Check the network and TELNYX_BASE_URL. "
+    fix += _safe_retry(command_id)
     cause = f"{type(reason).__name__}: {reason}".replace(api_key, "***")
     details = f"(command_id={command_id}, attempts={attempts})"
-    return f"{what} after {attempts} attempt(s): {_show(cause, 300)}\n{fix}\n{details}"
+    cause = cause if len(cause) <= 300 else cause[:297] + "..."
+    return f"{what} after {attempts} attempt(s): {cause}\n{fix}\n{details}"
 
 
 # ---------------------------------------------------------------------------------------------
