@@ -37,6 +37,7 @@ from typing import Any, Dict, List, Mapping, TypedDict
 from urllib.parse import quote, urlsplit
 
 import requests
+import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import MaxRetryError, ResponseError
 from urllib3.util import Retry, Timeout
@@ -428,7 +429,7 @@ def _check_auth(auth: Any) -> str:
     if not isinstance(key, str) or not key.strip():
         raise TelnyxInputError(f"auth.apiKey is missing or empty. {fix}", "auth.apiKey")
     key = key.strip()
-    if not key.isascii() or not key.isprintable() or any(c.isspace() for c in key):
+    if not key.isascii() or not key.isprintable() or " " in key:  # isprintable() refuses other whitespace
         raise TelnyxInputError(
             f"auth.apiKey contains spaces, line breaks or non-ASCII characters (not shown). Copy the key again. {fix}",
             "auth.apiKey",
@@ -445,7 +446,7 @@ def _check_call_control_id(call_control_id: Any) -> str:
         raise TelnyxInputError(f"{name} must be a non-empty string, got {got}. {fix}", name)
     if len(call_control_id) > 512:
         raise TelnyxInputError(f"{name} is {len(call_control_id)} characters, too long for an id. {fix}", name)
-    if not call_control_id.isprintable() or any(c.isspace() for c in call_control_id):
+    if not call_control_id.isprintable() or " " in call_control_id:  # isprintable() refuses other whitespace
         raise TelnyxInputError(
             f"{name} contains spaces, line breaks or control characters: {_show(call_control_id)}. {fix}",
             name,
@@ -718,8 +719,8 @@ def _post(
             allow_redirects=False,  # a redirect must never carry the Bearer key to another host
             stream=True,  # read the answer ourselves, up to MAX_RESPONSE_BYTES
         ) as response:
-            content = _read_capped(response, deadline, command_id, call.attempts)
-    except requests.RequestException as exc:
+            content = _read_capped(response, command_id, call.attempts)
+    except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:  # the latter: reading the body
         raise TelnyxConnectionError(
             _no_answer_message(exc, call.attempts, command_id, api_key), command_id, call.attempts
         ) from None
@@ -728,21 +729,16 @@ def _post(
     return _result(response, content, command_id, call.attempts, api_key)
 
 
-def _read_capped(response: requests.Response, deadline: float, command_id: str | None, attempts: int) -> bytes:
-    chunks, size = [], 0
-    for chunk in response.iter_content(65536):
-        size += len(chunk)
-        if size > MAX_RESPONSE_BYTES:
-            raise TelnyxConnectionError(
-                f"Telnyx's answer (status {response.status_code}) is larger than {MAX_RESPONSE_BYTES} "
-                f"bytes and was not read. Check TELNYX_BASE_URL. (command_id={command_id})",
-                command_id,
-                attempts,
-            )
-        if time.monotonic() > deadline:
-            raise requests.Timeout("the deadline passed while reading the answer")
-        chunks.append(chunk)
-    return b"".join(chunks)
+def _read_capped(response: requests.Response, command_id: str | None, attempts: int) -> bytes:
+    content = response.raw.read(MAX_RESPONSE_BYTES + 1, decode_content=True)
+    if len(content) > MAX_RESPONSE_BYTES:
+        raise TelnyxConnectionError(
+            f"Telnyx's answer (status {response.status_code}) is larger than {MAX_RESPONSE_BYTES} "
+            f"bytes and was not read. Check TELNYX_BASE_URL. (command_id={command_id})",
+            command_id,
+            attempts,
+        )
+    return content
 
 
 def _result(

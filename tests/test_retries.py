@@ -213,3 +213,25 @@ def test_session_is_shared_and_thread_safe():
     for t in threads:
         t.join()
     assert len(sessions) == 1
+
+
+def test_answer_cut_short_is_a_clear_error(monkeypatch):
+    """Headers promise 100 bytes, the server sends 1 and closes: no unhandled urllib3 error."""
+    import socket
+
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        connection, _ = server.accept()
+        connection.recv(65536)
+        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+        connection.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    monkeypatch.setenv("TELNYX_BASE_URL", f"http://127.0.0.1:{server.getsockname()[1]}/v2")
+    with pytest.raises(script.TelnyxConnectionError) as info:
+        script.main({"apiKey": KEY}, "v3:x", {"stream_url": URL}, max_retries=0)
+    assert "IncompleteRead" in str(info.value) or "ProtocolError" in str(info.value)
+    assert KEY not in str(info.value)
+    server.close()
