@@ -195,7 +195,12 @@ def test_200_calls_16_threads_random_faults(emulator):
             assert isinstance(error, (script.TelnyxAPIError, script.TelnyxConnectionError))
             assert "attempt(s)" in str(error) and "command_id=" in str(error)
             assert faults in (menu[7], menu[8]), f"{faults} should have succeeded: {error}"
-    print(f"\n200 calls: {succeeded} succeeded, {failed} failed clearly, {lost} lost, {doubled} doubled")
+    started = sum(emulator.call(call).streams_started for call, _ in calls)
+    attempts = sum(1 for r in emulator.backend.requests if r.path.startswith("/v2/"))
+    print(
+        f"\n200 calls, {attempts} attempts: {succeeded} succeeded, {failed} failed clearly, "
+        f"{started} streams started, {lost} lost, {doubled} doubled"
+    )
     assert lost == 0 and doubled == 0
     expected_failures = sum(faults in (menu[7], menu[8]) for _, faults in calls)
     assert failed == expected_failures and succeeded == 200 - expected_failures
