@@ -94,8 +94,7 @@ class MediaRunner:
             stream.done.set()
             if self.record_dir and len(stream.played):
                 self.record_dir.mkdir(parents=True, exist_ok=True)
-                rate = int(stream.params.get("stream_bidirectional_sampling_rate") or 8000)
-                audio.write_wav(self.record_dir / f"played-{stream.stream_id}.wav", stream.played, rate)
+                audio.write_wav(self.record_dir / f"played-{stream.stream_id}.wav", stream.played, stream.played_rate)
 
 
 class _Session:
@@ -111,7 +110,6 @@ class _Session:
         self.rate = audio.SAMPLE_RATES[self.codec]
         self.mode = params.get("stream_bidirectional_mode")
         self.back_codec = params.get("stream_bidirectional_codec", "PCMU")
-        self.back_rate = int(params.get("stream_bidirectional_sampling_rate") or 8000)
         self.queue: collections.deque = collections.deque()  # samples and Marks to play back
         self.sequence = 0
         self.send_lock = asyncio.Lock()
@@ -303,7 +301,7 @@ class _Session:
 
     async def _play(self, ws: ClientConnection) -> None:
         """Play 20 ms of the queue; a mark fires once the audio before it has played."""
-        need = self.back_rate * audio.FRAME_MS // 1000
+        need = self.stream.played_rate * audio.FRAME_MS // 1000
         while self.queue and (need > 0 or isinstance(self.queue[0], Mark)):
             item = self.queue[0]
             if isinstance(item, Mark):

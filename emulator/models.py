@@ -82,6 +82,11 @@ class Stream:
     stopping: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
 
+    @property
+    def played_rate(self) -> int:
+        """Sample rate of the audio the stream server sends back (Telnyx's default: 8000)."""
+        return int(self.params.get("stream_bidirectional_sampling_rate") or 8000)
+
     def summary(self) -> dict[str, Any]:
         return {
             "stream_id": self.stream_id,

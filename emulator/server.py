@@ -190,8 +190,7 @@ class Handler(BaseHTTPRequestHandler):
             raise NotFound(f"No stream {stream_id}.")
         stream = streams[0]
         buffer = io.BytesIO()
-        rate = int(stream.params.get("stream_bidirectional_sampling_rate") or 8000)
-        audio.write_wav(buffer, stream.played, rate)
+        audio.write_wav(buffer, stream.played, stream.played_rate)
         return buffer.getvalue()
 
 
