@@ -874,9 +874,17 @@ def cli(argv: List[str] | None = None) -> int:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--body", help="the streaming_start body as JSON")
     source.add_argument("--body-file", metavar="PATH", help="read the body from a JSON file ('-' for stdin)")
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds per attempt (default 10)")
-    parser.add_argument("--deadline", type=float, default=20.0, help="seconds in all, retries included (default 20)")
-    parser.add_argument("--retries", type=int, default=2, help="retries after a failed attempt (default 2)")
+    import inspect  # jsonschema imports it anyway: no extra start-up cost
+
+    default = {name: p.default for name, p in inspect.signature(main).parameters.items()}  # one source of defaults
+    timeout, deadline, retries = default["timeout_s"], default["deadline_s"], default["max_retries"]
+    parser.add_argument("--timeout", type=float, default=timeout, help=f"seconds per attempt (default {timeout:g})")
+    parser.add_argument(
+        "--deadline", type=float, default=deadline, help=f"seconds in all, retries included (default {deadline:g})"
+    )
+    parser.add_argument(
+        "--retries", type=int, default=retries, help=f"retries after a failed attempt (default {retries})"
+    )
     parser.add_argument("--print-schema", action="store_true", help="print script.schema.json and exit")
     args = parser.parse_args(argv)
     if args.print_schema:
