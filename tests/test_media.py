@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import json
 import math
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from array import array
 
@@ -256,29 +259,38 @@ def test_unreachable_stream_url_gives_streaming_failed(media_emulator, httpserve
     assert media_emulator.call(call).streams[0].state == "failed"
 
 
+@contextlib.contextmanager
+def ws_server(handler, **options):
+    """A misbehaving WebSocket server of the test's own, on 127.0.0.1 in a thread; yields its URL."""
+    loop = asyncio.new_event_loop()
+    ready, holder = threading.Event(), {}
+    options.setdefault("close_timeout", 1)  # a peer that stops reading never answers the close
+
+    async def run():
+        async with serve(handler, "127.0.0.1", 0, **options) as server:
+            holder["url"] = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+            holder["stop"] = loop.create_future()
+            ready.set()
+            await holder["stop"]
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(run(),), daemon=True)
+    thread.start()
+    assert ready.wait(5)
+    try:
+        yield holder["url"]
+    finally:
+        loop.call_soon_threadsafe(holder["stop"].set_result, None)
+        thread.join(10)
+
+
 def test_refused_handshake_is_streaming_failed(media_emulator):
     def refuse(connection, request):
         return Response(403, "Forbidden", Headers(), b"no")
 
-    import asyncio
-    import threading
-
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-    holder = {}
-
-    async def main():
-        async with serve(lambda ws: None, "127.0.0.1", 0, process_request=refuse) as server:
-            holder["port"] = server.sockets[0].getsockname()[1]
-            ready.set()
-            await asyncio.sleep(5)
-
-    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
-    thread.start()
-    ready.wait(5)
-    call = media_emulator.create_call()
-    start(call, {"stream_url": f"ws://127.0.0.1:{holder['port']}"})
-    (event,) = wait_for_events(media_emulator, call, 1)
+    with ws_server(lambda ws: None, process_request=refuse) as url:
+        call = media_emulator.create_call()
+        start(call, {"stream_url": url})
+        (event,) = wait_for_events(media_emulator, call, 1)
     assert event["data"]["payload"]["failure_reason"] == "connection_failed"
 
 
@@ -301,29 +313,13 @@ def test_server_closing_early_is_streaming_failed_and_the_emulator_goes_on(media
 
 
 def test_a_server_that_stops_reading_fails_the_stream(media_emulator):
-    import asyncio
-    import threading
-
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-    holder = {}
-
     async def never_read(ws):
-        await asyncio.sleep(30)
+        await ws.wait_closed()  # holds the connection without taking a single message
 
-    async def main():
-        async with serve(never_read, "127.0.0.1", 0, max_queue=1, max_size=None) as server:
-            holder["port"] = server.sockets[0].getsockname()[1]
-            ready.set()
-            await asyncio.sleep(30)
-
-    threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True).start()
-    ready.wait(5)
-    call = media_emulator.create_call(codec="L16", duration_s=120)
-    start(
-        call, {"stream_url": f"ws://127.0.0.1:{holder['port']}", "stream_codec": "L16", "stream_track": "both_tracks"}
-    )
-    (stream,) = media_emulator.wait_streams(call, timeout=40)
+    with ws_server(never_read, max_queue=1, max_size=None) as url:
+        call = media_emulator.create_call(codec="L16", duration_s=120)
+        start(call, {"stream_url": url, "stream_codec": "L16", "stream_track": "both_tracks"})
+        (stream,) = media_emulator.wait_streams(call, timeout=40)
     assert stream.state == "failed" and stream.failure_reason == "slow_consumer"
 
 
