@@ -42,6 +42,7 @@ class StreamReport:
     media: dict[str, list[tuple[int, bytes]]] = field(default_factory=dict)  # track -> (chunk, payload)
     arrivals: dict[str, list[float]] = field(default_factory=dict)  # track -> monotonic seconds
     out_of_order: int = 0
+    last_sequence: int | None = None
     wavs: dict[str, str] = field(default_factory=dict)
     done: bool = False
 
@@ -195,12 +196,13 @@ class Receiver:
         elif seen and seen[-1] == "stop":
             report.problems.append(f"{event!r} after stop")
         if event != "connected":
-            numbers = [int(f["sequence_number"]) for f in report.frames if "sequence_number" in f]
             number = frame.get("sequence_number")
-            if event != "error" and (not isinstance(number, str) or not number.isdigit()):
+            if isinstance(number, str) and number.isdigit():
+                if report.last_sequence is not None and int(number) <= report.last_sequence:
+                    report.problems.append(f"sequence_number {number} after {report.last_sequence}")
+                report.last_sequence = int(number)
+            elif event != "error":
                 report.problems.append(f"{event} without a digit-string sequence_number")
-            elif number and numbers and int(number) <= numbers[-1]:
-                report.problems.append(f"sequence_number {number} after {numbers[-1]}")
             report.stream_id = report.stream_id or frame.get("stream_id", "")
         seen.append(str(event))
         report.frames.append(frame)

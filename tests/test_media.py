@@ -399,3 +399,35 @@ def test_demo_runs_end_to_end():
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "result: OK" in done.stdout and "streaming.started, streaming.stopped" in done.stdout
+
+
+def test_receiver_flags_frames_out_of_order():
+    """The receiver's checks can fail: feed it a stream with its frames in the wrong order."""
+    from emulator.receiver import StreamReport
+
+    report = StreamReport()
+    payload = base64.b64encode(b"\xff" * 160).decode()
+    frames = [
+        {"event": "start", "sequence_number": "1", "stream_id": "s", "start": {}},
+        {
+            "event": "media",
+            "sequence_number": "3",
+            "stream_id": "s",
+            "media": {"track": "inbound", "chunk": "2", "payload": payload},
+        },
+        {
+            "event": "media",
+            "sequence_number": "2",
+            "stream_id": "s",
+            "media": {"track": "inbound", "chunk": "1", "payload": payload},
+        },
+        {"event": "media", "stream_id": "s", "media": {"track": "inbound", "chunk": "3", "payload": payload}},
+    ]
+    for frame in frames:
+        Receiver._check(report, frame)
+    assert report.problems == [
+        "first frame was 'start', not connected",
+        "sequence_number 2 after 3",
+        "media without a digit-string sequence_number",
+    ]
+    assert report.out_of_order == 1
