@@ -82,11 +82,11 @@ class Handler(BaseHTTPRequestHandler):
             body = _json(raw)
             result = handler(*args, body)
         except APIError as error:
-            if fault and fault.process and self._apply(fault):
-                return None
-            return self._error(error)
-        if fault and fault.process and self._apply(fault):
+            result = error
+        if fault and fault.process and self._apply(fault):  # applied, then the answer is lost or late
             return None
+        if isinstance(result, APIError):
+            return self._error(result)
         if isinstance(result, bytes):
             return self._send(200, result, "audio/wav")
         return self._send(200, json.dumps(result).encode())
