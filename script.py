@@ -1,8 +1,8 @@
 # /// script
 # requires-python = ">=3.9"
 # dependencies = [
-#   "requests>=2.30,<3",
-#   "urllib3>=2.0.2,<3",
+#   "requests>=2.32.4,<3",
+#   "urllib3>=2.6.0,<3",
 #   "jsonschema>=4.18,<5",
 # ]
 # ///
@@ -11,9 +11,9 @@
 A Windmill script (also a plain Python function and a CLI). It POSTs
 ``{base}/calls/{call_control_id}/actions/streaming_start`` with the body you give, exactly as the
 original hub script does, and adds what a live call needs: the body is checked before anything is
-sent, a retry can never start a second stream (one ``command_id`` for every attempt), every attempt
-has a timeout and the whole call a deadline, and errors say what to fix. The API key is never
-printed, logged, raised or returned.
+sent, a retry can never start a second stream (one ``command_id`` for every attempt), the whole
+call (connecting, waiting, reading, retries) ends by a deadline, and errors say what to fix. The
+API key is never printed, logged, raised or returned.
 
 Read top to bottom: the resource type, the body's fields (the ONE place they are defined: the
 validator and ``script.schema.json`` are built from it), ``main``, then the helpers.
@@ -24,25 +24,30 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-import http.cookiejar
+import http.client
+import io
 import ipaddress
 import json
 import os
+import re
+import socket
 import sys
 import threading
 import time
 import uuid
 from contextvars import ContextVar
-from typing import Any, Dict, List, Mapping, TypedDict
+from typing import Any, Dict, List, Mapping, NamedTuple, TypedDict
 from urllib.parse import quote, urlsplit
 
 import requests
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import MaxRetryError, ResponseError
-from urllib3.util import Retry, Timeout
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.util import Retry
+from urllib3.util.response import assert_header_parsing
 
-__version__ = "1.0.0"
+__version__ = "1.1.0"
 
 
 class telnyx(TypedDict):
@@ -59,19 +64,23 @@ CODECS = ["PCMU", "PCMA", "G722", "OPUS", "AMR-WB", "L16"]
 
 # ---------------------------------------------------------------------------------------------
 # The body's fields: the one place they are defined. Each value is the JSON Schema of the field,
-# with the form hints Windmill honours (description, placeholder, password). The validator and
-# script.schema.json are both derived from this dict; its order is the form's order.
+# with the form hints Windmill honours (description, placeholder, password, nullable). The
+# validator and script.schema.json are both derived from this dict; its order is the form's order.
+# `nullable: true` makes Windmill's run form send null (not "") for a text or list field the user
+# never touched, and skips the form's own pattern check on it; the script treats null, "" and []
+# alike as "not set" anyway (older forms and flow steps send blanks).
 # ---------------------------------------------------------------------------------------------
 BODY_FIELDS: Dict[str, Dict[str, Any]] = {
     "stream_url": {
         "type": "string",
+        "nullable": True,
         "description": (
             "WebSocket URL Telnyx connects to and streams the call's audio to, e.g. "
             "wss://your-server.example.com/media. Must start with wss:// (or ws://). Needed unless "
             "enable_dialogflow is true. Telnyx is the WebSocket client: your server must be "
             "reachable from the internet."
         ),
-        "pattern": r"^wss?://[^\s/?#]+([/?#]\S*)?$",
+        "pattern": r"^[wW][sS][sS]?://[^\s/?#]+([/?#]\S*)?$",
         "placeholder": "wss://your-server.example.com/media",
         "customErrorMessage": "must be a ws:// or wss:// URL with a host",
     },
@@ -89,7 +98,7 @@ BODY_FIELDS: Dict[str, Dict[str, Any]] = {
         "enum": ["PCMU", "PCMA", "G722", "OPUS", "AMR-WB", "L16", "default"],
         "description": (
             "Codec of the audio sent to your server. 'default' (or leaving it empty) keeps the "
-            "call's codec; Telnyx only transcodes between PCMU and PCMA."
+            "call's codec; Telnyx's docs say it transcodes only between PCMU and PCMA."
         ),
         "placeholder": "default",
     },
@@ -97,8 +106,8 @@ BODY_FIELDS: Dict[str, Dict[str, Any]] = {
         "type": "string",
         "enum": ["mp3", "rtp"],
         "description": (
-            "Lets your server send audio back into the call: 'mp3' (base64 MP3 files, at most one "
-            "a second) or 'rtp' (raw audio frames). Set 'rtp' to use stream_bidirectional_codec "
+            "Lets your server send audio back into the call: 'mp3' (base64 MP3 files; Telnyx's "
+            "default) or 'rtp' (raw audio frames). Set 'rtp' to use stream_bidirectional_codec "
             "and stream_bidirectional_sampling_rate."
         ),
     },
@@ -106,9 +115,9 @@ BODY_FIELDS: Dict[str, Dict[str, Any]] = {
         "type": "string",
         "enum": CODECS,
         "description": (
-            "Codec of the audio your server sends back (case sensitive). Only used with "
-            "stream_bidirectional_mode 'rtp': without it the audio you send back is lost, so "
-            "the script refuses it. Telnyx's default: PCMU."
+            "Codec of the audio your server sends back (case sensitive). Telnyx uses it only with "
+            "stream_bidirectional_mode 'rtp', so the script refuses it without 'rtp' (the choice "
+            "would be silently ignored). Telnyx's default: PCMU."
         ),
         "placeholder": "PCMU",
     },
@@ -116,19 +125,20 @@ BODY_FIELDS: Dict[str, Dict[str, Any]] = {
         "type": "integer",
         "enum": [8000, 16000, 22050, 24000, 48000],
         "description": (
-            "Sample rate in Hz of the audio your server sends back. Only used with "
-            "stream_bidirectional_mode 'rtp'. PCMU, PCMA and G722 use 8000; OPUS and AMR-WB 8000 "
-            "or 16000; L16 16000. Telnyx's default: 8000."
+            "Sample rate in Hz of the audio your server sends back: 8000, 16000, 22050, 24000 or "
+            "48000 (Telnyx's default: 8000). Used with stream_bidirectional_mode 'rtp'; the script "
+            "refuses it without 'rtp'."
         ),
         "placeholder": "8000",
     },
     "stream_bidirectional_target_legs": {
         "type": "string",
         "enum": ["both", "self", "opposite"],
-        "description": "Which call legs hear the audio your server sends back.",
+        "description": "Which call legs hear the audio your server sends back (Telnyx's default: opposite).",
     },
     "stream_auth_token": {
         "type": "string",
+        "nullable": True,
         "maxLength": 4000,
         "password": True,
         "description": (
@@ -139,6 +149,7 @@ BODY_FIELDS: Dict[str, Dict[str, Any]] = {
     },
     "custom_parameters": {
         "type": "array",
+        "nullable": True,
         "items": {
             "type": "object",
             "properties": {"name": {"type": "string"}, "value": {"type": "string"}},
@@ -165,6 +176,7 @@ BODY_FIELDS: Dict[str, Dict[str, Any]] = {
     },
     "client_state": {
         "type": "string",
+        "nullable": True,
         "description": (
             "Base64 text echoed back in every later webhook of this call (e.g. base64 of a JSON "
             "with your own ids). Plain text is refused: encode it first."
@@ -173,7 +185,7 @@ BODY_FIELDS: Dict[str, Dict[str, Any]] = {
     },
     "command_id": {
         "type": "string",
-        "minLength": 1,
+        "nullable": True,
         "description": (
             "Idempotency key: Telnyx ignores a second command with the same command_id on the "
             "same call. Left empty (and max_retries above 0), the script makes one (a UUID) and "
@@ -201,7 +213,7 @@ ARG_FIELDS: Dict[str, Dict[str, Any]] = {
     },
     "body": {
         "type": "object",
-        "description": "What to stream and where. Unset fields are not sent.",
+        "description": "What to stream and where. Unset fields (empty, null) are not sent.",
         "properties": BODY_FIELDS,
         "order": list(BODY_FIELDS),
         "additionalProperties": False,
@@ -212,7 +224,7 @@ ARG_FIELDS: Dict[str, Dict[str, Any]] = {
     },
     "deadline_s": {
         "type": "number",
-        "description": "Seconds the whole call may take, retries and their waits included.",
+        "description": "Seconds the whole call may take: connecting, reading, retries and their waits.",
     },
     "max_retries": {
         "type": "integer",
@@ -226,8 +238,9 @@ ARG_FIELDS: Dict[str, Dict[str, Any]] = {
 DEFAULT_BASE_URL = "https://api.telnyx.com/v2"
 MAX_RESPONSE_BYTES = 1 << 20  # answers larger than this are refused, not read into memory
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-RETRY_AFTER_CAP_S = 10.0  # a Retry-After above this is cut down (and still bounded by the deadline)
 CONNECT_TIMEOUT_S = 3.05
+MAX_DEPTH = 8  # no streaming_start field nests deeper than 3; deeper input is refused, not recursed into
+MIN_KEY_LENGTH = 16  # a shorter "key" cannot be masked without corrupting ordinary text (README)
 
 
 def main(
@@ -237,37 +250,49 @@ def main(
     timeout_s: float = 10.0,
     deadline_s: float = 20.0,
     max_retries: int = 2,
-) -> StreamingStartResult:
+) -> Any:
     """Start streaming a live call's audio to a WebSocket server.
 
     :param auth: the `telnyx` resource, ``{"apiKey": "KEY..."}``.
     :param call_control_id: ``data.payload.call_control_id`` of the call's webhook.
-    :param body: the streaming_start body (see BODY_FIELDS); ``None`` values are not sent.
+    :param body: the streaming_start body (see BODY_FIELDS); ``None``, ``""``, ``[]`` and ``{}``
+        values mean "not set" and are not sent.
     :param timeout_s: seconds one attempt may wait for an answer.
-    :param deadline_s: seconds the whole call may take, retries included.
+    :param deadline_s: seconds the whole call may take, retries and reading included.
     :param max_retries: retries after a failed attempt; 0 turns them off.
-    :return: Telnyx's JSON answer, unchanged (``{"data": {"result": "ok"}}``); as a dict whose
-        ``command_id`` attribute is the command_id that was sent.
+    :return: Telnyx's JSON answer (``{"data": {"result": "ok"}}``): a dict whose ``command_id``
+        attribute is the command_id that was sent; ``None`` for a 2xx with no body, as the
+        original returns.
     :raises TelnyxInputError: (a ValueError) bad input; nothing was sent.
     :raises TelnyxAPIError: Telnyx answered non-2xx; ``str()`` starts with ``"<status> <text>"``.
     :raises TelnyxConnectionError: no answer (connection failed, timeout, deadline).
     """
     started = time.monotonic()
     api_key = _check_auth(auth)
-    path_id = _check_call_control_id(call_control_id)
-    payload = check_body(body)
-    _check_limits(timeout_s, deadline_s, max_retries)
-    url = f"{_base_url()}/calls/{path_id}/actions/streaming_start"
-    if max_retries > 0:  # a retried POST is only safe with one command_id: Telnyx drops repeats
-        payload.setdefault("command_id", str(uuid.uuid4()))
-    return _post(url, payload, api_key, timeout_s, started + deadline_s, max_retries)
+    try:
+        path_id = _check_call_control_id(call_control_id, api_key)
+        payload = check_body(body)
+        _check_limits(timeout_s, deadline_s, max_retries)
+        url = f"{_base_url()}/calls/{path_id}/actions/streaming_start"
+        if max_retries > 0:  # a retried POST is only safe with one command_id: Telnyx drops repeats
+            payload.setdefault("command_id", str(uuid.uuid4()))
+        return _post(url, payload, api_key, timeout_s, started + deadline_s, max_retries)
+    except TelnyxError as error:
+        error.mask(api_key)  # the one place every error passes: whatever a server echoed, the key goes
+        raise
 
 
 # ---------------------------------------------------------------------------------------------
-# Errors: one flat tree. Bad input is also a ValueError. Every message avoids the API key.
+# Errors: one flat tree. Bad input is also a ValueError. main() masks the key in every one.
 # ---------------------------------------------------------------------------------------------
 class TelnyxError(Exception):
     """Base of every error this script raises."""
+
+    def mask(self, api_key: str) -> None:
+        """Replace the API key (any case, also JSON-escaped) in the message and every attribute."""
+        self.args = tuple(_masked(arg, api_key) for arg in self.args)
+        for name, value in vars(self).items():
+            setattr(self, name, _masked(value, api_key))
 
 
 class TelnyxInputError(TelnyxError, ValueError):
@@ -317,7 +342,8 @@ class StreamingStartResult(Dict[str, Any]):
     attempts: int = 1
 
 
-# What to do about the errors users hit most, by Telnyx error code.
+# What to do about the errors users hit most, by Telnyx error code. (10011 is not here: on a 422
+# it means an invalid parameter value; a rate limit is told by the 429 status.)
 HINTS = {
     "90018": "The call has already ended (the caller hung up): nothing to stream. Start the "
     "stream as soon as call.answered arrives; do not retry.",
@@ -327,13 +353,12 @@ HINTS = {
     "call.initiated), or pass stream_url to the answer command instead.",
     "10009": "Authentication failed: the API key in the telnyx resource is wrong or revoked. "
     "Create a key at portal.telnyx.com > Account settings > Keys and update the resource.",
-    "10011": "Rate limited by Telnyx: slow down, or raise max_retries / deadline_s.",
 }
 STATUS_HINTS = {
     401: HINTS["10009"],
     403: "The API key is not allowed to control this call: use a key of the account that owns it.",
     404: "No such call or endpoint: check call_control_id and TELNYX_BASE_URL.",
-    429: HINTS["10011"],
+    429: "Rate limited by Telnyx: slow down, or raise max_retries / deadline_s.",
 }
 
 
@@ -341,7 +366,12 @@ STATUS_HINTS = {
 # Checks before sending. Each error names the field, what is wrong and the fix.
 # ---------------------------------------------------------------------------------------------
 def check_body(body: Mapping[str, Any] | None) -> Dict[str, Any]:
-    """Return the body to send: ``None`` values dropped (also nested), checked against the form."""
+    """Return the body to send, checked against the form.
+
+    ``None`` is dropped at any depth (JSON.stringify drops undefined; a Python caller's "unset" is
+    None); a top-level ``""``, ``[]`` or ``{}`` is what Windmill's run form sends for a field the
+    user never touched, so it is "not set" too. Tuples become lists.
+    """
     if body is None:
         return {}
     if not isinstance(body, Mapping):
@@ -350,7 +380,7 @@ def check_body(body: Mapping[str, Any] | None) -> Dict[str, Any]:
             f'{type(body).__name__}. Example: {{"stream_url": "wss://example.com/media"}}.',
             "body",
         )
-    payload = _drop_none(body)
+    payload = {k: v for k, v in _plain(body, "body", 0).items() if v not in ("", [], {})}
     for key in payload:
         if key not in BODY_FIELDS:
             raise TelnyxInputError(_unknown_key_message(key), f"body.{key}")
@@ -358,18 +388,71 @@ def check_body(body: Mapping[str, Any] | None) -> Dict[str, Any]:
     if errors:
         raise TelnyxInputError(*_explain(errors[0]))
     _check_rules(payload)
-    _check_text(payload, "body")
+    for key, spec in BODY_FIELDS.items():  # 16000.0 passes as an integer: send it as JSON.stringify does
+        if spec["type"] == "integer" and isinstance(payload.get(key), float):
+            payload[key] = int(payload[key])
     return payload
 
 
+def _plain(value: Any, field: str, depth: int) -> Any:
+    """A copy of ``value`` in plain JSON types with None dropped, or a TelnyxInputError naming the
+    field: bounded depth (no recursion error, no cycle), string keys, text JSON can carry."""
+    if depth > MAX_DEPTH:
+        raise TelnyxInputError(f"{field} is nested deeper than {MAX_DEPTH} levels: no streaming_start field is.", field)
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise TelnyxInputError(
+                f"{field} contains a lone surrogate character, which JSON cannot carry: remove it.", field
+            ) from None
+        return value
+    if isinstance(value, bool) or value is None or isinstance(value, float):
+        return value
+    if isinstance(value, int):
+        if not -(2**53) <= value <= 2**53:
+            raise TelnyxInputError(
+                f"{field} is a {value.bit_length()}-bit integer: no field takes one that large.", field
+            )
+        return value
+    if isinstance(value, Mapping):
+        plain = {}
+        for key, item in _items(value, field):
+            if not isinstance(key, str):
+                raise TelnyxInputError(f"{field} has a key of type {type(key).__name__}: keys must be strings.", field)
+            if item is not None:
+                plain[key] = _plain(item, f"{field}.{key}", depth + 1)
+        return plain
+    if isinstance(value, (list, tuple)):
+        return [_plain(item, f"{field}[{i}]", depth + 1) for i, item in enumerate(value) if item is not None]
+    raise TelnyxInputError(
+        f"{field} is a {type(value).__name__}, which JSON cannot carry: use a string, number, boolean, list or object.",
+        field,
+    )
+
+
+def _items(mapping: Mapping[Any, Any], field: str) -> List[Any]:
+    try:
+        return list(mapping.items())
+    except Exception:  # a hostile Mapping (unhashable keys, a raising __iter__): refused, never a crash
+        raise TelnyxInputError(f"{field} cannot be read as an object: pass a plain dict.", field) from None
+
+
 def _check_rules(payload: Dict[str, Any]) -> None:
-    """What the schema cannot say well."""
+    """The protective rules the schema cannot say well (each is in the README, with its reason)."""
     url = payload.get("stream_url")
     if url is not None and not _is_ws_url(url):
         raise TelnyxInputError(
-            f"body.stream_url must be a ws:// or wss:// URL with a host and no user:password, "
-            f"got {_show(url)}. Example: wss://your-server.example.com/media.",
+            f"body.stream_url must be a ws:// or wss:// URL with a host, no user:password and no "
+            f"control characters, got {_show(url)}. Example: wss://your-server.example.com/media.",
             "body.stream_url",
+        )
+    command_id = payload.get("command_id")
+    if command_id is not None and not command_id.isprintable():
+        raise TelnyxInputError(
+            f"body.command_id contains control characters or line breaks, got {_show(command_id)}: "
+            "use plain text, e.g. the webhook's data.id.",
+            "body.command_id",
         )
     state = payload.get("client_state")
     if state is not None:
@@ -387,28 +470,10 @@ def _check_rules(payload: Dict[str, Any]) -> None:
         for key in ("stream_bidirectional_codec", "stream_bidirectional_sampling_rate"):
             if key in payload:
                 raise TelnyxInputError(
-                    f"body.{key} only applies when stream_bidirectional_mode is 'rtp' (the audio "
-                    f"your server sends back would be lost): set stream_bidirectional_mode to "
-                    f"'rtp', or remove {key}.",
+                    f"body.{key} is only used when stream_bidirectional_mode is 'rtp' (Telnyx would "
+                    f"silently ignore it): set stream_bidirectional_mode to 'rtp', or remove {key}.",
                     f"body.{key}",
                 )
-
-
-def _check_text(value: Any, field: str) -> None:
-    """Every string must encode as UTF-8 (a lone surrogate cannot be sent as JSON)."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise TelnyxInputError(
-                f"{field} contains a lone surrogate character, which JSON cannot carry: remove it.", field
-            ) from None
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _check_text(item, f"{field}.{key}")
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            _check_text(item, f"{field}[{index}]")
 
 
 def _is_ws_url(url: str) -> bool:
@@ -417,7 +482,7 @@ def _is_ws_url(url: str) -> bool:
         host, _ = parts.hostname, parts.port  # .port raises ValueError on a bad port
     except ValueError:
         return False
-    return parts.scheme in ("ws", "wss") and bool(host) and not (parts.username or parts.password)
+    return parts.scheme in ("ws", "wss") and bool(host) and not (parts.username or parts.password) and url.isprintable()
 
 
 def _check_auth(auth: Any) -> str:
@@ -429,21 +494,34 @@ def _check_auth(auth: Any) -> str:
     if not isinstance(key, str) or not key.strip():
         raise TelnyxInputError(f"auth.apiKey is missing or empty. {fix}", "auth.apiKey")
     key = key.strip()
-    if not key.isascii() or not key.isprintable() or " " in key:  # isprintable() refuses other whitespace
+    if not key.isascii() or not key.isprintable() or any(c in key for c in ' "\\'):
         raise TelnyxInputError(
-            f"auth.apiKey contains spaces, line breaks or non-ASCII characters (not shown). Copy the key again. {fix}",
+            "auth.apiKey contains spaces, quotes, line breaks or non-ASCII characters (not shown). "
+            f"Copy the key again. {fix}",
+            "auth.apiKey",
+        )
+    if len(key) < MIN_KEY_LENGTH:
+        raise TelnyxInputError(
+            f"auth.apiKey is {len(key)} characters: a Telnyx API key is longer. Copy the whole key. {fix}",
             "auth.apiKey",
         )
     return key
 
 
-def _check_call_control_id(call_control_id: Any) -> str:
+def _check_call_control_id(call_control_id: Any, api_key: str) -> str:
     """The id, percent-encoded as ONE path segment: it can never change the path or query."""
     fix = "Pass data.payload.call_control_id of the call.answered webhook, e.g. v3:9X2vxPDF..."
     name = "call_control_id"
+    if isinstance(call_control_id, str):
+        call_control_id = call_control_id.strip()  # a pasted id's newline, as the original's URL parser does
     if not isinstance(call_control_id, str) or not call_control_id:
         got = "an empty string" if call_control_id == "" else type(call_control_id).__name__
         raise TelnyxInputError(f"{name} must be a non-empty string, got {got}. {fix}", name)
+    if call_control_id == api_key:
+        raise TelnyxInputError(
+            f"{name} is your API key (not shown): the arguments look swapped. auth is the telnyx resource; {fix}",
+            name,
+        )
     if len(call_control_id) > 512:
         raise TelnyxInputError(f"{name} is {len(call_control_id)} characters, too long for an id. {fix}", name)
     if not call_control_id.isprintable() or " " in call_control_id:  # isprintable() refuses other whitespace
@@ -459,9 +537,13 @@ def _check_call_control_id(call_control_id: Any) -> str:
 def _check_limits(timeout_s: Any, deadline_s: Any, max_retries: Any) -> None:
     for name, value in (("timeout_s", timeout_s), ("deadline_s", deadline_s)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 600:
-            raise TelnyxInputError(f"{name} must be a number of seconds above 0 and at most 600, got {value!r}.", name)
+            raise TelnyxInputError(
+                f"{name} must be a number of seconds above 0 and at most 600, got {_show(value)}.", name
+            )
     if isinstance(max_retries, bool) or not isinstance(max_retries, int) or not 0 <= max_retries <= 10:
-        raise TelnyxInputError(f"max_retries must be a whole number from 0 to 10, got {max_retries!r}.", "max_retries")
+        raise TelnyxInputError(
+            f"max_retries must be a whole number from 0 to 10, got {_show(max_retries)}.", "max_retries"
+        )
 
 
 def _base_url() -> str:
@@ -477,7 +559,12 @@ def _checked_base_url(raw: str) -> str:
     except ValueError:
         parts, host = urlsplit(""), ""
     secure = parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(host))
-    if secure and host and not (parts.username or parts.password or parts.query or parts.fragment):
+    if (
+        secure
+        and host
+        and raw.isprintable()
+        and not (parts.username or parts.password or parts.query or parts.fragment)
+    ):
         return raw.rstrip("/")
     raise TelnyxInputError(
         f"TELNYX_BASE_URL must be an https:// URL (http:// only to 127.0.0.1, ::1 or localhost), "
@@ -493,15 +580,6 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _drop_none(value: Any) -> Any:
-    """JSON.stringify drops undefined; a Python caller's "unset" is None: drop it at any depth."""
-    if isinstance(value, Mapping):
-        return {k: _drop_none(v) for k, v in value.items() if v is not None}
-    if isinstance(value, (list, tuple)):
-        return [_drop_none(v) for v in value if v is not None]
-    return value
 
 
 _VALIDATOR: Any = None
@@ -531,8 +609,6 @@ def _explain(error: Any) -> tuple:
         fix = f"use a JSON {expected}" + (" (true or false)" if expected == "boolean" else "")
     elif kind == "maxLength":
         fix = f"shorten it to at most {expected} characters (it has {len(error.instance)})"
-    elif kind == "minLength":
-        fix = "leave it out instead of sending an empty string"
     elif kind == "required":
         fix = f"every item needs {' and '.join(expected)} (strings)"
     elif kind == "additionalProperties":
@@ -549,217 +625,276 @@ def _explain(error: Any) -> tuple:
 def _unknown_key_message(key: str) -> str:
     import difflib  # only on this error path: keeps it out of every cold start
 
-    close = difflib.get_close_matches(str(key), list(BODY_FIELDS), n=1, cutoff=0.6)
+    close = difflib.get_close_matches(key, list(BODY_FIELDS), n=1, cutoff=0.6)
     hint = f"did you mean {close[0]!r}?" if close else "check the spelling"
     return f"body has an unknown field {_show(key)}: {hint} Fields streaming_start accepts: {', '.join(BODY_FIELDS)}."
 
 
 def _show(value: Any, limit: int = 80) -> str:
-    text = repr(value)
+    """A short repr for a message; never raises (a huge int or a hostile __repr__ is named by type)."""
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<a {type(value).__name__}>"
     return text if len(text) <= limit else text[: limit - 5] + "...'"
 
 
 # ---------------------------------------------------------------------------------------------
-# HTTP: one pooled Session per process; urllib3's Retry does the retries, bounded by a deadline.
+# HTTP. One pooled HTTPAdapter per process (no Session: no cookies, no redirect handling, no
+# ~/.netrc). The retry loop is written out in _post; urllib3's Retry is the policy it asks
+# (attempts left, backoff, Retry-After). The deadline bounds every phase: connecting through the
+# connect timeout (never longer than what is left), reading through _DeadlineReader.
 # ---------------------------------------------------------------------------------------------
-class _Call:
-    """Per-call state shared by the Retry objects of one call (urllib3 copies them per attempt)."""
-
-    def __init__(self, deadline: float) -> None:
-        self.deadline = deadline
-        self.attempts = 1
+class _Attempt(NamedTuple):
+    deadline: float  # time.monotonic() by which the whole call ends
+    read_timeout: float  # the longest one read may wait (timeout_s)
 
 
-class _DeadlineRetry(Retry):
-    """urllib3's Retry that never starts an attempt (or a wait) past the call's deadline."""
-
-    RETRY_AFTER_STATUS_CODES = frozenset({429, 503})
-
-    def __init__(self, *args: Any, call: _Call | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.call = call
-
-    def new(self, **kwargs: Any) -> _DeadlineRetry:
-        return super().new(call=self.call, **kwargs)
-
-    def parse_retry_after(self, retry_after: str) -> float:
-        return min(super().parse_retry_after(retry_after), RETRY_AFTER_CAP_S)
-
-    def increment(
-        self,
-        method: str | None = None,
-        url: str | None = None,
-        response: Any = None,
-        error: Exception | None = None,
-        _pool: Any = None,
-        _stacktrace: Any = None,
-    ) -> _DeadlineRetry:
-        new = super().increment(method, url, response, error, _pool, _stacktrace)
-        if self.call is not None:
-            wait = (self.respect_retry_after_header and response and new.get_retry_after(response)) or 0
-            wait = max(wait, new.get_backoff_time())
-            if time.monotonic() + wait + 0.05 >= self.call.deadline:
-                reason = error or ResponseError(f"deadline reached after status {getattr(response, 'status', '?')}")
-                raise MaxRetryError(_pool, url, reason) from reason
-            self.call.attempts += 1
-        return new
-
-    def sleep(self, response: Any = None) -> None:
-        # increment() only allows a retry whose wait ends before the deadline; this is the backstop.
-        if self.call is not None and time.monotonic() >= self.call.deadline:
-            return
-        super().sleep(response)
+_ATTEMPT: ContextVar[_Attempt | None] = ContextVar("telnyx_streaming_start_attempt", default=None)
 
 
-class _DeadlineTimeout(Timeout):
-    """urllib3's Timeout whose connect and read limits shrink to what is left of the deadline."""
+class _DeadlineReader(io.RawIOBase):
+    """What http.client's response reads from: its socket reader, with every read waiting at most
+    timeout_s and never past the deadline, so a server that drips one byte a second is cut off (a
+    socket timeout alone restarts on every byte)."""
 
-    def __init__(self, deadline: float, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.deadline = deadline
+    def __init__(self, raw: Any, sock: socket.socket, attempt: _Attempt) -> None:
+        super().__init__()
+        self._raw, self._sock, self._attempt = raw, sock, attempt
 
-    def clone(self) -> _DeadlineTimeout:
-        return _DeadlineTimeout(self.deadline, connect=self._connect, read=self._read, total=self.total)
+    def readable(self) -> bool:
+        return True
 
-    def _left(self, limit: Any) -> Any:
-        left = max(self.deadline - time.monotonic(), 0.001)
-        return left if not isinstance(limit, (int, float)) else min(limit, left)
+    def fileno(self) -> int:
+        return self._raw.fileno()
 
-    @property
-    def connect_timeout(self) -> Any:
-        return self._left(super().connect_timeout)
+    def close(self) -> None:
+        self._raw.close()  # http.client's socket reader: it keeps the socket open until it is closed
+        super().close()
 
-    @property
-    def read_timeout(self) -> Any:
-        return self._left(super().read_timeout)
+    def readinto(self, buffer: Any) -> Any:
+        left = self._attempt.deadline - time.monotonic()
+        if left <= 0:
+            raise socket.timeout("deadline_s reached while reading the answer")
+        self._sock.settimeout(min(self._attempt.read_timeout, left))
+        return self._raw.readinto(buffer)
 
 
-_RETRY: ContextVar[Retry] = ContextVar("telnyx_streaming_start_retry")
+class _MalformedHeaders(http.client.HTTPException):
+    """An answer whose header lines do not parse (raised before urllib3 would log them)."""
+
+
+class _DeadlineResponse(http.client.HTTPResponse):
+    """http.client's response, read through _DeadlineReader during one of this script's attempts."""
+
+    def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
+        super().__init__(sock, *args, **kwargs)
+        attempt = _ATTEMPT.get()
+        if attempt is not None:
+            self.fp = io.BufferedReader(_DeadlineReader(self.fp.detach(), sock, attempt))
+
+    def begin(self) -> None:
+        super().begin()
+        try:
+            assert_header_parsing(self.msg)
+        except (urllib3.exceptions.HeaderParsingError, TypeError):
+            # urllib3 would log the unparsed lines at WARNING, whatever they echo (the key too)
+            raise _MalformedHeaders("the answer has header lines that do not parse (not shown)") from None
+
+
+class _HTTPConnection(HTTPConnection):
+    response_class = _DeadlineResponse
+
+
+class _HTTPSConnection(HTTPSConnection):
+    response_class = _DeadlineResponse
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+_POOL_CLASSES = {"http": _HTTPPool, "https": _HTTPSPool}
 
 
 class _Adapter(HTTPAdapter):
-    """An HTTPAdapter whose Retry is the current call's (a ContextVar): one pooled Session
-    serves calls with different retry settings and deadlines, from any number of threads."""
+    """requests' HTTPAdapter whose pools (direct or through a proxy) use the classes above."""
 
-    @property
-    def max_retries(self) -> Retry:
-        return _RETRY.get(self._default_retry)
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _POOL_CLASSES
 
-    @max_retries.setter
-    def max_retries(self, value: Retry) -> None:
-        self._default_retry = value
-
-
-class _Bearer(requests.auth.AuthBase):
-    """Sets the Authorization header (and keeps ~/.netrc from replacing it); repr hides the key."""
-
-    def __init__(self, key: str) -> None:
-        self._key = key
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers["Authorization"] = f"Bearer {self._key}"
-        return request
-
-    def __repr__(self) -> str:
-        return "<Bearer ***>"
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        manager.pool_classes_by_scheme = _POOL_CLASSES
+        return manager
 
 
-_SESSION: requests.Session | None = None
-_SESSION_LOCK = threading.Lock()
+_ADAPTER: _Adapter | None = None
+_ADAPTER_LOCK = threading.Lock()
+_USER_AGENT = f"windmill-telnyx-streaming-start/{__version__} {requests.utils.default_user_agent()}"
 
 
-def _session() -> requests.Session:
-    """The process's Session (Windmill's dedicated workers keep the process: connections are reused)."""
-    global _SESSION
-    with _SESSION_LOCK:
-        if _SESSION is None:
-            session = requests.Session()
-            session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
-            session.headers["User-Agent"] = (
-                f"windmill-telnyx-streaming-start/{__version__} {requests.utils.default_user_agent()}"
-            )
-            adapter = _Adapter(pool_connections=4, pool_maxsize=32, max_retries=0)
-            session.mount("https://", adapter)
-            session.mount("http://", adapter)
-            _SESSION = session
-        return _SESSION
+def _adapter() -> _Adapter:
+    """The process's adapter (Windmill's dedicated workers keep the process: connections are reused)."""
+    global _ADAPTER
+    with _ADAPTER_LOCK:
+        if _ADAPTER is None:
+            _ADAPTER = _Adapter(pool_connections=4, pool_maxsize=32, max_retries=0)
+        return _ADAPTER
 
 
-def _post(
-    url: str, payload: Dict[str, Any], api_key: str, timeout_s: float, deadline: float, max_retries: int
-) -> StreamingStartResult:
+class _Answer(NamedTuple):
+    status: int
+    headers: Any  # requests' case-insensitive dict
+    content: bytes
+    raw: Any  # urllib3's response, for Retry's policy
+
+
+def _post(url: str, payload: Dict[str, Any], api_key: str, timeout_s: float, deadline: float, max_retries: int) -> Any:
     command_id = payload.get("command_id")
-    call = _Call(deadline)
-    retry = _DeadlineRetry(
+    data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    headers = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": _USER_AGENT}
+    request = requests.Request("POST", url, data=data, headers=headers).prepare()
+    request.headers["Authorization"] = f"Bearer {api_key}"
+    retry = Retry(
         total=max_retries,
-        connect=max_retries,
-        read=max_retries,
-        status=max_retries,
-        other=0,
+        other=0,  # an error that is neither "no connection" nor "no answer" (TLS, decoding) is final
         redirect=0,
         allowed_methods=None,  # every method: POST is safe to repeat with one command_id
         status_forcelist=RETRY_STATUSES,
         backoff_factor=0.25,
         backoff_jitter=0.25,
         backoff_max=4.0,
-        raise_on_status=False,
-        raise_on_redirect=False,
-        call=call,
     )
-    timeout = _DeadlineTimeout(deadline, connect=min(CONNECT_TIMEOUT_S, timeout_s), read=timeout_s)
-    data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
-    token = _RETRY.set(retry)
+    attempts = 0
+    while True:
+        attempts += 1
+        answer, failure = _attempt(request, timeout_s, deadline)
+        if answer is not None and answer.status not in RETRY_STATUSES:
+            return _result(answer, command_id, attempts, api_key)
+        retry_after = None
+        try:
+            if answer is not None:
+                retry_after = _retry_after(retry, answer.raw)
+                retry = retry.increment("POST", url, response=answer.raw)
+            else:
+                retry = retry.increment("POST", url, error=failure)
+            exhausted = False
+        except urllib3.exceptions.MaxRetryError:  # no retries left, or a failure not worth retrying
+            exhausted = True
+        if exhausted:  # raised here, not in the except block: the error keeps no context
+            return _give_up(answer, failure, command_id, attempts, api_key, "")
+        wait = max(retry_after or 0.0, retry.get_backoff_time())
+        if time.monotonic() + wait >= deadline:
+            asked = f" (Telnyx asked to wait {retry_after:g} s)" if retry_after else ""
+            return _give_up(
+                answer, failure, command_id, attempts, api_key, f"deadline_s would pass before a retry{asked}. "
+            )
+        time.sleep(wait)
+
+
+def _attempt(request: requests.PreparedRequest, timeout_s: float, deadline: float) -> tuple:
+    """One attempt: ``(_Answer, None)`` when the server answered, ``(None, urllib3 error)`` when not."""
+    left = deadline - time.monotonic()
+    token = _ATTEMPT.set(_Attempt(deadline, timeout_s))
+    failure: Exception | None = None
     try:
-        with _session().post(
-            url,
-            data=data,
-            headers={"Content-Type": "application/json", "Accept": "application/json"},
-            auth=_Bearer(api_key),
-            timeout=timeout,  # type: ignore[arg-type]  # requests takes a urllib3 Timeout as is
-            allow_redirects=False,  # a redirect must never carry the Bearer key to another host
+        response = _adapter().send(
+            request,
             stream=True,  # read the answer ourselves, up to MAX_RESPONSE_BYTES
-        ) as response:
-            content = _read_capped(response, command_id, call.attempts)
-    except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:  # the latter: reading the body
-        raise TelnyxConnectionError(
-            _no_answer_message(exc, call.attempts, command_id, api_key), command_id, call.attempts
-        ) from None
-    finally:
-        _RETRY.reset(token)
-    return _result(response, content, command_id, call.attempts, api_key)
-
-
-def _read_capped(response: requests.Response, command_id: str | None, attempts: int) -> bytes:
-    content = response.raw.read(MAX_RESPONSE_BYTES + 1, decode_content=True)
-    if len(content) > MAX_RESPONSE_BYTES:
-        raise TelnyxConnectionError(
-            f"Telnyx's answer (status {response.status_code}) is larger than {MAX_RESPONSE_BYTES} "
-            f"bytes and was not read. Check TELNYX_BASE_URL. (command_id={command_id})",
-            command_id,
-            attempts,
+            timeout=(min(CONNECT_TIMEOUT_S, timeout_s, left), min(timeout_s, left)),
+            verify=os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True,
+            proxies=_proxies(request.url or ""),
         )
-    return content
+        with response:
+            content = response.raw.read(MAX_RESPONSE_BYTES + 1, decode_content=True)
+        if len(content) > MAX_RESPONSE_BYTES:
+            failure = urllib3.exceptions.ResponseError(
+                f"the answer (status {response.status_code}) is larger than {MAX_RESPONSE_BYTES} bytes and was "
+                "not read; check TELNYX_BASE_URL"
+            )
+        else:
+            return _Answer(response.status_code, response.headers, content, response.raw), None
+    except Exception as exc:  # whatever the server or the network did: one of three errors, never a crash
+        failure = _cause(exc)
+    finally:
+        _ATTEMPT.reset(token)
+    return None, failure
 
 
-def _result(
-    response: requests.Response, content: bytes, command_id: str | None, attempts: int, api_key: str
-) -> StreamingStartResult:
-    text = content.decode(response.encoding or "utf-8", errors="replace").replace(api_key, "***")
-    parsed: Any = None
+def _proxies(url: str) -> Dict[str, str]:
+    """The environment's proxy for https (the request is tunnelled, the key stays encrypted); none
+    for http, which only goes to loopback: a proxy would read the key in clear text."""
+    return requests.utils.get_environ_proxies(url) if url.startswith("https:") else {}
+
+
+def _cause(exc: Exception) -> Exception:
+    """The urllib3 error under requests' wrappers (Retry's policy tells connect from read errors by it)."""
+    while isinstance(exc, requests.RequestException) and exc.args and isinstance(exc.args[0], Exception):
+        exc = exc.args[0]
+    if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
+        exc = exc.reason
+    # Anything else becomes an "other" error for Retry: final (other=0). Only its type and text are
+    # kept, so nothing of the request (its Authorization header) stays reachable from the error.
+    if not isinstance(exc, urllib3.exceptions.HTTPError):
+        exc = urllib3.exceptions.HTTPError(f"{type(exc).__name__}: {_show_text(exc)}")
+    exc.__context__ = exc.__cause__ = None
+    exc.__traceback__ = None
+    return exc
+
+
+def _retry_after(retry: Retry, raw: Any) -> float | None:
+    """Retry-After in seconds as urllib3 reads it, or None when absent or unreadable (``soon``,
+    5,000 digits, the year 10000): Telnyx still answered, so its status is what counts."""
     try:
-        parsed = json.loads(text) if text else None
-    except ValueError:
-        pass
-    status = response.status_code
-    if 200 <= status < 300 and isinstance(parsed, dict):
-        result = StreamingStartResult(parsed)
-        result.command_id, result.attempts = command_id, attempts
-        return result
+        return retry.get_retry_after(raw)
+    except (urllib3.exceptions.HTTPError, ValueError, OverflowError, TypeError):
+        return None
+
+
+def _give_up(
+    answer: _Answer | None, failure: Exception | None, command_id: str | None, attempts: int, api_key: str, why: str
+) -> Any:
+    if answer is not None:  # Telnyx answered (a retryable status): that answer is the error
+        return _result(answer, command_id, attempts, api_key, why)
+    raise TelnyxConnectionError(_no_answer_message(failure, attempts, command_id, why), command_id, attempts)
+
+
+# ---------------------------------------------------------------------------------------------
+# The answer, read as the original reads it: response.text() is UTF-8 with the BOM stripped,
+# whatever charset the headers name; JSON.parse of it is the result.
+# ---------------------------------------------------------------------------------------------
+_NOT_JSON = object()
+
+
+def _result(answer: _Answer, command_id: str | None, attempts: int, api_key: str, why: str = "") -> Any:
+    text = answer.content.decode("utf-8", errors="replace")
+    text = text[1:] if text.startswith("\ufeff") else text
+    parsed = _parse_json(text)
+    if parsed is not _NOT_JSON:
+        masked = _masked(parsed, api_key)
+        if masked is not parsed:  # the key was in the answer, maybe hidden in a JSON escape
+            parsed, text = masked, json.dumps(masked, ensure_ascii=False)
+    status = answer.status
+    if 200 <= status < 300:
+        if not text.strip():
+            return None  # the original's answer for a 2xx with no body: null, a success
+        if isinstance(parsed, dict):
+            result = StreamingStartResult(parsed)
+            result.command_id, result.attempts = command_id, attempts
+            return result
+        if parsed is not _NOT_JSON:
+            return parsed
     errors = parsed.get("errors") if isinstance(parsed, dict) else None
     errors = errors if isinstance(errors, list) else []
-    request_id = response.headers.get("x-request-id")
+    request_id = answer.headers.get("x-request-id")
     lines = [f"{status} {text}"]  # the original script's message, exactly
-    lines += _hints(status, errors, response, attempts, command_id)
+    lines += _hints(status, errors, answer.headers, attempts, command_id, why)
     details = f"command_id={command_id}, attempts={attempts}"
     lines.append(f"({details}" + (f", request_id={request_id})" if request_id else ")"))
     raise TelnyxAPIError(
@@ -773,33 +908,55 @@ def _result(
     )
 
 
-def _hints(
-    status: int, errors: List[Any], response: requests.Response, attempts: int, command_id: str | None
-) -> List[str]:
+def _parse_json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):  # not JSON, or nested too deep to be Telnyx's
+        return _NOT_JSON
+
+
+def _hints(status: int, errors: List[Any], headers: Any, attempts: int, command_id: str | None, why: str) -> List[str]:
     hints: List[str] = []
     for error in errors:
         if not isinstance(error, dict):
             continue
         hint = HINTS.get(str(error.get("code")))
-        pointer = (error.get("source") or {}).get("pointer") if isinstance(error.get("source"), dict) else None
+        source = error.get("source")
+        pointer = source.get("pointer") if isinstance(source, dict) else None
         if hint is None and pointer:
             field = str(pointer).strip("/").replace("/", ".")
-            hint = f"Telnyx refused body field {field}: {error.get('detail') or error.get('title')}"
+            detail = _show_text(error.get("detail") or error.get("title"))
+            hint = f"Telnyx refused body field {_show_text(field)}: {detail}"
         if hint and hint not in hints:
             hints.append(hint)
     if 200 <= status < 300:
-        hints.append("The answer is not the JSON object Telnyx sends: check TELNYX_BASE_URL.")
+        hints.append(
+            f"Telnyx answered {status}, so the command was most likely accepted, but the answer is not "
+            f"JSON: check TELNYX_BASE_URL before running it again. {_safe_retry(command_id)}"
+        )
     if not hints and status in STATUS_HINTS:
         hints.append(STATUS_HINTS[status])
     if 300 <= status < 400:
-        where = urlsplit(response.headers.get("Location", "")).hostname or "elsewhere"
         hints.append(
-            f"Telnyx answered with a redirect to {where}; it was not followed, so the API key "
-            f"was not sent there. Check TELNYX_BASE_URL."
+            f"Telnyx answered with a redirect to {_redirect_host(headers.get('Location'))}; it was not "
+            f"followed, so the API key was not sent there. Check TELNYX_BASE_URL."
         )
     if status >= 500 or status in (408, 429):
-        hints.append(f"Gave up after {attempts} attempt(s). {_safe_retry(command_id)}")
+        hints.append(f"Gave up after {attempts} attempt(s): {why}{_safe_retry(command_id)}")
     return hints
+
+
+def _redirect_host(location: str | None) -> str:
+    try:
+        host = urlsplit(location or "").hostname
+    except ValueError:  # "http://[::1" and the like
+        host = None
+    return _show_text(host) if host else "an unreadable address"
+
+
+def _show_text(value: Any, limit: int = 200) -> str:
+    text = str(value) if isinstance(value, str) else _show(value, limit)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _safe_retry(command_id: str | None) -> str:
@@ -812,23 +969,44 @@ def _safe_retry(command_id: str | None) -> str:
     )
 
 
-def _no_answer_message(exc: Exception, attempts: int, command_id: str | None, api_key: str) -> str:
-    reason: Any = exc
-    while isinstance(reason, Exception) and reason.args and isinstance(reason.args[0], Exception):
-        reason = reason.args[0]  # requests wraps urllib3's MaxRetryError, which wraps the cause
-    if isinstance(reason, MaxRetryError) and reason.reason is not None:
-        reason = reason.reason
-    if isinstance(exc, requests.Timeout) or "timed out" in str(reason).lower() or "deadline" in str(reason):
+def _no_answer_message(failure: Exception | None, attempts: int, command_id: str | None, why: str) -> str:
+    timed_out = isinstance(failure, urllib3.exceptions.TimeoutError) and not isinstance(
+        failure,
+        urllib3.exceptions.NewConnectionError,  # a subclass of ConnectTimeoutError, for history
+    )
+    if timed_out:
         what = "no answer in time (timeout or deadline)"
         fix = "Telnyx did not answer within timeout_s / deadline_s; raise them or check the network. "
     else:
         what = "could not reach Telnyx"
         fix = "Check the network and TELNYX_BASE_URL. "
-    fix += _safe_retry(command_id)
-    cause = f"{type(reason).__name__}: {reason}".replace(api_key, "***")
+    cause = _show_text(f"{type(failure).__name__}: {failure}", 300)
     details = f"(command_id={command_id}, attempts={attempts})"
-    cause = cause if len(cause) <= 300 else cause[:297] + "..."
-    return f"{what} after {attempts} attempt(s): {cause}\n{fix}\n{details}"
+    return f"{what} after {attempts} attempt(s): {cause}\n{why}{fix}{_safe_retry(command_id)}\n{details}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Masking the key. Keys are at least MIN_KEY_LENGTH characters, so matching them in any case
+# (a URL's host is lowercased) never touches ordinary text.
+# ---------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=8)
+def _key_pattern(api_key: str) -> re.Pattern:
+    return re.compile(re.escape(api_key), re.IGNORECASE)
+
+
+def _masked(value: Any, api_key: str) -> Any:
+    """``value`` with the key replaced by ``***``: in a string, or in any JSON value (its decoded
+    strings and keys, so ``"\\u004bEY..."`` is caught too). Returns ``value`` itself when clean."""
+    pattern = _key_pattern(api_key)
+    if isinstance(value, str):
+        return pattern.sub("***", value)
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    try:
+        dumped = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError):
+        return _show(type(value).__name__)
+    return json.loads(pattern.sub("***", dumped)) if pattern.search(dumped) else value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -928,10 +1106,14 @@ def _cli_body(text: str | None, path: str | None) -> Any:
             text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()
         except OSError as exc:
             raise TelnyxInputError(f"--body-file: cannot read {path}: {exc.strerror}", "body") from None
+        except UnicodeDecodeError:
+            raise TelnyxInputError(f"--body-file: {path} is not UTF-8 text: save it as UTF-8 JSON.", "body") from None
     if text is None:
         return None
     try:
         return json.loads(text)
+    except RecursionError:
+        raise TelnyxInputError("body is nested too deep to be a streaming_start body.", "body") from None
     except ValueError as exc:
         raise TelnyxInputError(
             f'body is not valid JSON ({exc}). Example: --body \'{{"stream_url": "wss://example.com/media"}}\'',

@@ -46,6 +46,10 @@ class Emulator:
         self._thread = threading.Thread(target=self.server.serve_forever, name="emulator-http", daemon=True)
 
     @property
+    def connections_accepted(self) -> int:
+        return self.server.connections_accepted
+
+    @property
     def base_url(self) -> str:
         return f"http://{self.host}:{self.server.server_port}/v2"
 

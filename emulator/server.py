@@ -27,6 +27,11 @@ class Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], backend: Backend) -> None:
         super().__init__(address, Handler)
         self.backend = backend
+        self.connections_accepted = 0  # TCP connections: shows whether a client pools them
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.connections_accepted += 1
+        super().process_request(request, client_address)
 
 
 class Handler(BaseHTTPRequestHandler):

@@ -28,7 +28,7 @@ def answer(api, status, body, headers=None):
 def test_wrong_key_against_the_emulator_is_401_10009(emulator):
     call = emulator.create_call()
     with pytest.raises(script.TelnyxAPIError) as info:
-        script.main({"apiKey": "KEYwrong"}, call, {"stream_url": URL})
+        script.main({"apiKey": "KEYwrong_0123456789abcdef"}, call, {"stream_url": URL})
     error = info.value
     first, *rest = str(error).split("\n")
     assert first == f"401 {error.response_text}"

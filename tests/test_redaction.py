@@ -73,5 +73,11 @@ def test_unreachable_host_message_has_no_key(monkeypatch, caplog):
     assert KEY not in everything_said(info.value) + caplog.text
 
 
-def test_bearer_auth_repr_hides_the_key():
-    assert KEY not in repr(script._Bearer(KEY))
+def test_connection_error_keeps_no_request_with_the_key():
+    """`from None` only hides the context: the error must not hold the prepared request at all."""
+    with pytest.raises(script.TelnyxConnectionError) as info:
+        script.main({"apiKey": KEY}, "v3:x", {"stream_url": URL}, max_retries=0)
+    error = info.value
+    assert error.__context__ is None and error.__cause__ is None
+    frames_free = {k: v for k, v in vars(error).items()}
+    assert KEY not in repr(frames_free)

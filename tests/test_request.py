@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 from conftest import AUTH, KEY, URL, sent_bodies, start
-from werkzeug import Request, Response
+from werkzeug import Response
 
 import script
 
@@ -176,5 +176,6 @@ def test_user_agent_names_the_script(api):
     )
     script.main(AUTH, "c", {"stream_url": URL})
     ((request, _),) = api.log
-    assert isinstance(request, Request)
-    assert request.headers["User-Agent"].startswith("windmill-telnyx-streaming-start/")
+    agent = request.headers["User-Agent"]
+    assert re.fullmatch(r"windmill-telnyx-streaming-start/\d+\.\d+\.\d+ python-requests/\S+", agent), agent
+    assert agent.split()[0].endswith("/" + script.__version__)

@@ -12,7 +12,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import KEY, URL, start
+from conftest import KEY, URL, sent_bodies, start
 
 import script
 
@@ -206,18 +206,22 @@ def test_200_calls_16_threads_random_faults(emulator):
     assert failed == expected_failures and succeeded == 200 - expected_failures
 
 
-def test_session_is_shared_and_thread_safe():
-    sessions = set()
+def test_connections_are_pooled_across_calls_and_threads(emulator):
+    """One adapter per process: 12 calls from 4 threads open at most 4 connections (keep-alive)."""
+    calls = [emulator.create_call() for _ in range(12)]
+    before = emulator.connections_accepted
 
-    def grab():
-        sessions.add(id(script._session()))
+    def run(chunk):
+        for call in chunk:
+            start(call)
 
-    threads = [threading.Thread(target=grab) for _ in range(16)]
+    threads = [threading.Thread(target=run, args=(calls[i::4],)) for i in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert len(sessions) == 1
+    assert len(sent_bodies(emulator)) == 12
+    assert 1 <= emulator.connections_accepted - before <= 4
 
 
 def test_answer_cut_short_is_a_clear_error(monkeypatch):

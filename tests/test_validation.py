@@ -33,6 +33,8 @@ def refused(api, call_id="v3:ok", body=None, auth=AUTH, **kwargs):
         ({"apiKey": KEY + " extra"}, "auth.apiKey"),
         ({"apiKey": KEY + "\nX-Injected: 1"}, "auth.apiKey"),
         ({"apiKey": KEY + "é"}, "auth.apiKey"),
+        ({"apiKey": KEY + '"'}, "auth.apiKey"),
+        ({"apiKey": "KEY0123456789ab"}, "auth.apiKey"),  # 15 characters: too short to mask safely
     ],
 )
 def test_auth(api, auth, field):
@@ -135,7 +137,9 @@ def test_bidirectional_settings_need_rtp(api, mode, key, value):
         "wss://[::1/",
         "example.com/stream",
         "wss://exa mple.com/",
-        "",
+        "wss://example.com/a\x00b",
+        "wss://example.com/\x7f",
+        "wss://example.com/a\u2028",
         5,
     ],
 )
@@ -193,8 +197,10 @@ def test_custom_parameters(api, params, field):
         ({"enable_dialogflow": "true"}, "body.enable_dialogflow"),
         ({"dialogflow_config": {"analyze_sentiment": "yes"}}, "body.dialogflow_config.analyze_sentiment"),
         ({"dialogflow_config": {"language": "en"}}, "body.dialogflow_config"),
-        ({"command_id": ""}, "body.command_id"),
         ({"command_id": 7}, "body.command_id"),
+        ({"command_id": "abc\x00"}, "body.command_id"),
+        ({"command_id": "abc\r\nX-Injected: 1"}, "body.command_id"),
+        ({"command_id": "\x1b[31m"}, "body.command_id"),
         ({"stream_track": "\ud800"}, "body.stream_track"),
         ({"custom_parameters": [{"name": "\ud800", "value": "v"}]}, "body.custom_parameters[0].name"),
     ],
