@@ -15,6 +15,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from rawserver import RawServer  # noqa: E402
+
 import script  # noqa: E402
 from emulator import Emulator  # noqa: E402
 from emulator.receiver import Receiver  # noqa: E402
@@ -62,3 +64,19 @@ def start(call_id: str, body: dict[str, Any] | None = None, **kwargs: Any) -> An
 
 def sent_bodies(emu: Emulator) -> list[dict[str, Any]]:
     return [json.loads(r.body) for r in emu.backend.requests if r.path.startswith("/v2/")]
+
+
+@pytest.fixture
+def serve(monkeypatch):
+    """serve(handler) -> a RawServer the script is pointed at (TELNYX_BASE_URL)."""
+    servers: list[RawServer] = []
+
+    def start(handler: Any) -> RawServer:
+        server = RawServer(handler).__enter__()
+        servers.append(server)
+        monkeypatch.setenv("TELNYX_BASE_URL", server.base_url)
+        return server
+
+    yield start
+    for server in servers:
+        server.__exit__(None, None, None)

@@ -29,22 +29,6 @@ OK = b'{"data":{"result":"ok"}}'
 THREE = (script.TelnyxInputError, script.TelnyxAPIError, script.TelnyxConnectionError)
 
 
-@pytest.fixture
-def serve(monkeypatch):
-    """serve(handler) -> a RawServer the script is pointed at (TELNYX_BASE_URL)."""
-    servers: list[RawServer] = []
-
-    def start(handler: Any) -> RawServer:
-        server = RawServer(handler).__enter__()
-        servers.append(server)
-        monkeypatch.setenv("TELNYX_BASE_URL", server.base_url)
-        return server
-
-    yield start
-    for server in servers:
-        server.__exit__(None, None, None)
-
-
 def everything_said(outcome: Any) -> str:
     """Every text a user, a log or Windmill could see of an outcome (as in test_redaction)."""
     parts = [str(outcome), repr(outcome), pickle.dumps(outcome).decode("latin-1")]
