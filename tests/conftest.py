@@ -21,6 +21,17 @@ import script  # noqa: E402
 from emulator import Emulator  # noqa: E402
 from emulator.receiver import Receiver  # noqa: E402
 
+
+def pytest_report_header() -> str:
+    import jsonschema
+    import requests
+    import urllib3
+
+    return f"script.py runs on requests {requests.__version__}, urllib3 {urllib3.__version__}, jsonschema " + (
+        getattr(jsonschema, "__version__", None) or __import__("importlib.metadata").metadata.version("jsonschema")
+    )
+
+
 KEY = "KEYtest_0123456789abcdefSECRET"  # a fake key, easy to grep for in every output
 
 

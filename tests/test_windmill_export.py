@@ -1,0 +1,48 @@
+"""./dev windmill-export writes what `wmill sync push` reads, and it is what this repo ships."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import ROOT
+from test_schema import infer
+
+WINDMILL = ROOT / "tests" / "windmill"
+
+
+def read_as_wmill(folder) -> dict:
+    out = subprocess.run(
+        ["node", str(WINDMILL / "export.mjs"), str(folder)], capture_output=True, text=True, check=True, timeout=60
+    )
+    return json.loads(out.stdout)
+
+
+def test_the_export_is_the_shipped_script_form_lock_and_resource_type(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "deploy.export", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    workspace = read_as_wmill(tmp_path)
+    assert list(workspace["scripts"]) == ["f/telnyx/streaming_start"]
+    script = workspace["scripts"]["f/telnyx/streaming_start"]
+    assert script["content"] == (ROOT / "script.py").read_text()
+    assert script["schema"] == json.loads((ROOT / "script.schema.json").read_text())  # the full form
+    assert script["lock"] == (ROOT / "deploy" / "streaming_start.script.lock").read_text()
+    assert script["kind"] == "script" and script["summary"].startswith("Telnyx") and script["description"]
+    shipped = json.loads((ROOT / "resource_types" / "telnyx.resource-type.json").read_text())
+    assert workspace["resourceTypes"] == {"telnyx": shipped}
+    assert "f/**" in workspace["config"]["includes"]
+    # Windmill's parser keeps the exported form when it re-reads the exported script
+    exported = tmp_path / "f" / "telnyx"
+    (tmp_path / "stored.schema.json").write_text(json.dumps(script["schema"]))
+    assert infer(exported / "streaming_start.py", tmp_path / "stored.schema.json")["schema"] == script["schema"]
+
+
+def test_the_dev_command_writes_the_same_files(tmp_path):
+    done = subprocess.run(
+        [str(ROOT / "dev"), "windmill-export", str(tmp_path)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert read_as_wmill(tmp_path)["scripts"]["f/telnyx/streaming_start"]["content"] == (ROOT / "script.py").read_text()

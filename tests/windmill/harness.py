@@ -1,0 +1,261 @@
+"""A Windmill worker in miniature, written from ../shared/reference/windmill-runtime.md: it runs
+script.py the way a worker runs a Python job, in a process that has only the packages of a lock.
+
+- `site(lock)`: the lock's pinned requirements installed one by one with ``--no-deps --target``
+  (as the worker installs them), cached per lock under tests/windmill/.sites/.
+- `Worker.run(args)`: one job. ``$res:`` and ``$var:`` strings are resolved (at any depth), the
+  script is written as a module into a fresh job folder with a generated ``wrapper.py`` that reads
+  ``args.json``, drops null arguments that have a default in ``main``'s signature (as Windmill's
+  parser reports it), drops ``'<function call>'`` values, calls ``main(**args)`` and writes the
+  result (``json.dumps(default=str)``, NaN/Infinity as null) or the error JSON (``message``,
+  ``name``, ``stack``, ``extra`` = the exception's ``__dict__``, ``step_id``).
+- `Worker.dedicated()`: a dedicated worker: one process, one JSON line of arguments per job on
+  stdin, one ``wm_res[success]:...`` / ``wm_res[error]:...`` line per job on stdout (no ``extra``).
+
+The job's environment is cleared: it gets PATH, PYTHONPATH (the lock's packages and the job
+folder; no site-packages at all, ``-S``) and the variables the worker group passes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+MODULE = "streaming_start"  # the script's module name in the job folder (f/telnyx/streaming_start)
+PYTHON = getattr(sys, "_base_executable", sys.executable)  # the interpreter, not the dev venv
+
+WRAPPER = """\
+import json, math, os, sys, traceback
+from {module} import main
+
+def _nan_to_null(text):
+    return text.replace("NaN", "null").replace("Infinity", "null")
+
+def _error(e, with_extra):
+    err = {{"message": str(e), "name": type(e).__name__,
+            "stack": "".join(traceback.format_exception(type(e), e, e.__traceback__)),
+            "step_id": os.environ.get("WM_FLOW_STEP_ID")}}
+    if with_extra and e.__dict__:
+        err["extra"] = e.__dict__
+    return json.dumps(err, separators=(",", ":"), default=str)
+
+def _prepare(kwargs):
+    for name in {defaulted!r}:
+        if name in kwargs and kwargs[name] is None:
+            del kwargs[name]
+    return {{k: v for k, v in kwargs.items() if v != "<function call>"}}
+
+if {dedicated!r}:
+    for line in sys.stdin:
+        try:
+            res = main(**_prepare(json.loads(line)))
+            print("wm_res[success]:" + _nan_to_null(json.dumps(res, separators=(",", ":"), default=str)), flush=True)
+        except BaseException as e:
+            print("wm_res[error]:" + _error(e, False), flush=True)
+else:
+    with open("args.json") as f:
+        kwargs = _prepare(json.load(f))
+    try:
+        res = main(**kwargs)
+        with open("result.json", "w") as f:
+            f.write(_nan_to_null(json.dumps(res, separators=(",", ":"), default=str)))
+    except BaseException as e:
+        with open("result.json", "w") as f:
+            f.write(_error(e, True))
+        sys.exit(1)
+"""
+
+
+def site(lock: Path) -> Path:
+    """The lock's packages, each installed with --no-deps into one target folder (cached)."""
+    digest = hashlib.sha256(lock.read_bytes() + sys.version.encode()).hexdigest()[:16]
+    target = HERE / ".sites" / f"{lock.stem}-{digest}"
+    if not (target / ".complete").exists():
+        shutil.rmtree(target, ignore_errors=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--target",
+                str(target),
+                "-r",
+                str(lock),
+            ],
+            check=True,
+            timeout=600,
+        )
+        (target / ".complete").touch()
+    return target
+
+
+def defaulted_arguments(script: Path) -> list[str]:
+    """main's arguments that have a default, as Windmill's own parser reads them (infer.mjs)."""
+    out = subprocess.run(
+        ["node", str(HERE / "infer.mjs"), str(script), str(ROOT / "script.schema.json")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return [arg["name"] for arg in json.loads(out.stdout)["args"] if arg["has_default"]]
+
+
+@dataclass
+class Job:
+    success: bool
+    result: Any  # the result, or the error JSON
+    logs: str  # what the job printed (stdout and stderr)
+
+
+@dataclass
+class Worker:
+    site: Path
+    env: dict[str, str] = field(default_factory=dict)  # what the worker group passes on
+    resources: dict[str, Any] = field(default_factory=dict)
+    variables: dict[str, str] = field(default_factory=dict)
+    script: Path = ROOT / "script.py"
+    step_id: str | None = None
+
+    def __post_init__(self) -> None:
+        self._defaulted = defaulted_arguments(self.script)
+
+    def resolve(self, value: Any) -> Any:
+        if isinstance(value, str) and value.startswith("$res:"):
+            return self.resources[value[len("$res:") :]]
+        if isinstance(value, str) and value.startswith("$var:"):
+            return self.variables[value[len("$var:") :]]
+        if isinstance(value, dict):
+            return {k: self.resolve(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.resolve(v) for v in value]
+        return value
+
+    def _job_folder(self, dedicated: bool) -> Path:
+        folder = Path(tempfile.mkdtemp(prefix="windmill-job-"))
+        shutil.copyfile(self.script, folder / f"{MODULE}.py")
+        (folder / "wrapper.py").write_text(
+            WRAPPER.format(module=MODULE, defaulted=self._defaulted, dedicated=dedicated)
+        )
+        return folder
+
+    def _environment(self, folder: Path) -> dict[str, str]:
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": f"{self.site}{os.pathsep}{folder}"}
+        if self.step_id:
+            env["WM_FLOW_STEP_ID"] = self.step_id
+        return {**env, **self.env}
+
+    def run(self, args: dict[str, Any]) -> Job:
+        folder = self._job_folder(dedicated=False)
+        try:
+            (folder / "args.json").write_text(json.dumps(self.resolve(args)))
+            done = subprocess.run(
+                [PYTHON, "-S", "-s", "wrapper.py"],
+                cwd=folder,
+                env=self._environment(folder),
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            result = json.loads((folder / "result.json").read_text())
+            return Job(done.returncode == 0, result, done.stdout + done.stderr)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def dedicated(self, jobs: list[dict[str, Any]]) -> tuple[list[Job], str]:
+        """Run every job in ONE process; return the jobs and everything the process printed."""
+        folder = self._job_folder(dedicated=True)
+        try:
+            lines = "".join(json.dumps(self.resolve(args)) + "\n" for args in jobs)
+            done = subprocess.run(
+                [PYTHON, "-S", "-s", "wrapper.py"],
+                cwd=folder,
+                env=self._environment(folder),
+                input=lines,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            results = []
+            for line in done.stdout.splitlines():
+                for tag, ok in (("wm_res[success]:", True), ("wm_res[error]:", False)):
+                    if line.startswith(tag):
+                        results.append(Job(ok, json.loads(line[len(tag) :]), ""))
+            return results, done.stdout + done.stderr
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+# -- the run form ---------------------------------------------------------------------------------
+def set_input_cat(prop: dict[str, Any]) -> str:
+    """frontend/src/lib/utils.ts setInputCat, for the types this form uses."""
+    kind, fmt = prop.get("type"), prop.get("format") or ""
+    if kind in ("number", "integer"):
+        return "number"  # checked before enum: an integer enum is a number box
+    if kind == "boolean":
+        return "boolean"
+    if kind == "array" and prop.get("items") is not None:
+        return "list"
+    if kind == "object" and fmt.startswith("resource"):
+        return "resource-object"
+    if not kind or kind in ("object", "array"):
+        return "object"
+    if kind == "string" and prop.get("enum"):
+        return "enum"
+    return "string"
+
+
+def untouched(prop: dict[str, Any], required: bool = False) -> Any:
+    """What ArgInput.svelte (computeDefaultValue) puts in a field the user never touched; the
+    module-level NOTHING when the field stays undefined (JSON.stringify then leaves it out)."""
+    if prop.get("default") is not None:
+        return prop["default"]
+    cat = set_input_cat(prop)
+    if cat == "string":
+        return None if prop.get("nullable") else ""
+    if cat == "enum":
+        return prop["enum"][0] if required else NOTHING
+    if cat == "boolean":
+        return False
+    if cat == "list":
+        return None if prop.get("nullable") else []
+    if cat == "object" and prop.get("properties"):  # a nested form, built field by field
+        nested = prop.get("required", [])
+        values = {name: untouched(p, name in nested) for name, p in prop["properties"].items()}
+        return {k: v for k, v in values.items() if v is not NOTHING}
+    return NOTHING
+
+
+NOTHING = object()
+
+
+def form_run(schema: dict[str, Any], typed: dict[str, Any]) -> dict[str, Any]:
+    """The arguments the run form sends: every field untouched but those in ``typed`` (a dotted
+    path for body fields, e.g. ``body.stream_url``)."""
+    args: dict[str, Any] = {}
+    for name, prop in schema["properties"].items():
+        value = untouched(prop, name in schema.get("required", []))
+        if value is not NOTHING:
+            args[name] = value
+    for path, value in typed.items():
+        target = args
+        *parents, last = path.split(".")
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        target[last] = value
+    return args
