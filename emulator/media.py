@@ -34,6 +34,7 @@ log = logging.getLogger("emulator.media")
 
 CONNECT_TIMEOUT_S = 5.0
 SEND_TIMEOUT_S = 2.0  # a stream server that stops reading for this long fails the stream
+CLOSE_GRACE_S = 3.0  # after a send timed out: time for a server that is closing to finish closing
 OUTBOUND_NOTES = (330, 392, 494, 587)  # what the call plays to the caller, unlike the caller's tones
 DEFAULT_SECONDS = 6.0
 TONE_CYCLE_S = 1.2  # one pass of the four notes of audio.tones
@@ -150,7 +151,10 @@ class _Session:
             await self._send(ws, {"event": "stop", "stop": self._ids()})
             await ws.close()
         except asyncio.TimeoutError as exc:  # before OSError: TimeoutError is one since Python 3.11
-            return self._failed("slow_consumer", exc)
+            # A send blocked until the timeout: either the server stopped reading, or it closed the
+            # connection while the send was blocked (on a loaded machine the close is noticed late).
+            closing = await self._closes(ws)
+            return self._failed("connection_closed" if closing else "slow_consumer", exc)
         except (ConnectionClosed, OSError) as exc:
             return self._failed("connection_closed", exc)
         finally:
@@ -231,6 +235,15 @@ class _Session:
             "user_id": "00000000-0000-4000-8000-000000000000",
             "call_control_id": self.call.call_control_id,
         }
+
+    @staticmethod
+    async def _closes(ws: ClientConnection) -> bool:
+        """True if the server closed the connection (or finishes closing it within CLOSE_GRACE_S)."""
+        try:
+            await asyncio.wait_for(ws.wait_closed(), CLOSE_GRACE_S)
+            return True
+        except asyncio.TimeoutError:
+            return ws.protocol.close_rcvd is not None  # the close frame arrived; the closing handshake lags
 
     async def _send(self, ws: ClientConnection, frame: dict[str, Any], numbered: bool = True) -> None:
         async with self.send_lock:
