@@ -977,6 +977,9 @@ def _no_answer_message(failure: Exception | None, attempts: int, command_id: str
     if timed_out:
         what = "no answer in time (timeout or deadline)"
         fix = "Telnyx did not answer within timeout_s / deadline_s; raise them or check the network. "
+    elif isinstance(failure, urllib3.exceptions.ResponseError):  # an answer was there, but too large to read
+        what = "no usable answer"
+        fix = "Check TELNYX_BASE_URL. "
     else:
         what = "could not reach Telnyx"
         fix = "Check the network and TELNYX_BASE_URL. "

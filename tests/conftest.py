@@ -14,6 +14,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# ../shared beside the clone (CI lays it out so); searched upward, so a copy of the tree (mutmut's
+# mutants/ folder) finds it too
+SHARED = next(p / "shared" for p in ROOT.parents if (p / "shared" / "reference").is_dir())
 
 from rawserver import RawServer  # noqa: E402
 
@@ -71,6 +74,20 @@ URL = "wss://media.example.com/stream"
 def start(call_id: str, body: dict[str, Any] | None = None, **kwargs: Any) -> Any:
     """main() with the test key and a valid default body."""
     return script.main(AUTH, call_id, {"stream_url": URL} if body is None else body, **kwargs)
+
+
+def everything_said(outcome: Any) -> str:
+    """Every text a user, a log or Windmill could see of an outcome (a result or an error)."""
+    import pickle
+    import traceback
+
+    parts = [str(outcome), repr(outcome), pickle.dumps(outcome).decode("latin-1")]
+    if isinstance(outcome, BaseException):
+        parts.append("".join(traceback.format_exception(type(outcome), outcome, outcome.__traceback__)))
+        parts.extend(f"{v}\n{v!r}" for v in vars(outcome).values())
+    else:
+        parts.append(json.dumps(outcome))
+    return "\n".join(parts)
 
 
 def sent_bodies(emu: Emulator) -> list[dict[str, Any]]:

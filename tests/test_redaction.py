@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import pickle
-import traceback
 
 import pytest
-from conftest import KEY, URL
+from conftest import KEY, URL, everything_said
 
 import script
 
@@ -22,17 +19,6 @@ SCENARIOS = {
     "timeout": [{"kind": "delay", "seconds": 0.5}] * 3,
     "redirect": [{"kind": "redirect", "location": "http://127.0.0.2:1/steal"}],
 }
-
-
-def everything_said(outcome) -> str:
-    """Every text a user, a log or Windmill could see of an outcome."""
-    parts = [str(outcome), repr(outcome), pickle.dumps(outcome).decode("latin-1")]
-    if isinstance(outcome, BaseException):
-        parts.append("".join(traceback.format_exception(type(outcome), outcome, outcome.__traceback__)))
-        parts.extend(str(v) for v in vars(outcome).values())
-    else:
-        parts.append(json.dumps(outcome))
-    return "\n".join(parts)
 
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS))

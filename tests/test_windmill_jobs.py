@@ -54,6 +54,11 @@ def form(call: str, **typed) -> dict:
     )
 
 
+def step(call: str, body: dict, **args) -> dict:
+    """A flow step's arguments: the resource by path, the call id, the body, and other arguments."""
+    return {"auth": f"$res:{RESOURCE}", "call_control_id": call, "body": body, **args}
+
+
 def test_the_form_emulation_reproduces_what_the_old_form_sent():
     old = json.loads(
         subprocess.run(
@@ -129,15 +134,7 @@ def test_a_form_run_with_only_stream_url_starts_the_stream(worker, server):
 
 def test_the_old_forms_blank_values_are_not_set(worker, server):
     call = server.create_call()
-    args = {
-        "auth": f"$res:{RESOURCE}",
-        "call_control_id": call,
-        "body": OLD_FORM_BODY,
-        "timeout_s": 10,
-        "deadline_s": 20,
-        "max_retries": 2,
-    }
-    job = worker.run(args)
+    job = worker.run(step(call, OLD_FORM_BODY, timeout_s=10, deadline_s=20, max_retries=2))
     assert job.success, job.result
     (sent,) = sent_bodies_for(server, call)
     assert set(sent) == {"stream_url", "enable_dialogflow", "dialogflow_config", "command_id"}
@@ -161,20 +158,13 @@ def test_a_dialogflow_only_form_run_sends_no_stream_url(worker, server):
 
 def test_a_flow_step_with_null_arguments_and_null_body_fields(worker, server):
     call = server.create_call()
-    args = {
-        "auth": f"$res:{RESOURCE}",
-        "call_control_id": call,
-        "timeout_s": None,
-        "deadline_s": None,
-        "max_retries": None,
-        "body": {
-            "stream_url": URL,
-            "stream_track": None,
-            "client_state": None,
-            "stream_auth_token": "$var:u/admin/stream_token",
-        },
+    body = {
+        "stream_url": URL,
+        "stream_track": None,
+        "client_state": None,
+        "stream_auth_token": "$var:u/admin/stream_token",
     }
-    job = worker.run(args)
+    job = worker.run(step(call, body, timeout_s=None, deadline_s=None, max_retries=None))
     assert job.success, job.result
     (sent,) = sent_bodies_for(server, call)
     assert sent["stream_auth_token"] == TOKEN  # the $var: secret, resolved before the job ran

@@ -155,23 +155,33 @@ class Worker:
         return folder
 
     def _environment(self, folder: Path) -> dict[str, str]:
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": f"{self.site}{os.pathsep}{folder}"}
+        path = f"{self.site}{os.pathsep}{folder}"
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": path}
+        if "MUTANT_UNDER_TEST" in os.environ:  # ./dev mutate: the mutated script imports mutmut; after the lock's
+            import mutmut  # packages, so those still win
+
+            env["PYTHONPATH"] = f"{path}{os.pathsep}{Path(mutmut.__file__).parent.parent}"
+            env["MUTANT_UNDER_TEST"] = os.environ["MUTANT_UNDER_TEST"]
         if self.step_id:
             env["WM_FLOW_STEP_ID"] = self.step_id
         return {**env, **self.env}
+
+    def _spawn(self, folder: Path, stdin: str | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [PYTHON, "-S", "-s", "wrapper.py"],
+            cwd=folder,
+            env=self._environment(folder),
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     def run(self, args: dict[str, Any]) -> Job:
         folder = self._job_folder(dedicated=False)
         try:
             (folder / "args.json").write_text(json.dumps(self.resolve(args)))
-            done = subprocess.run(
-                [PYTHON, "-S", "-s", "wrapper.py"],
-                cwd=folder,
-                env=self._environment(folder),
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
+            done = self._spawn(folder)
             result = json.loads((folder / "result.json").read_text())
             return Job(done.returncode == 0, result, done.stdout + done.stderr)
         finally:
@@ -181,16 +191,7 @@ class Worker:
         """Run every job in ONE process; return the jobs and everything the process printed."""
         folder = self._job_folder(dedicated=True)
         try:
-            lines = "".join(json.dumps(self.resolve(args)) + "\n" for args in jobs)
-            done = subprocess.run(
-                [PYTHON, "-S", "-s", "wrapper.py"],
-                cwd=folder,
-                env=self._environment(folder),
-                input=lines,
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
+            done = self._spawn(folder, "".join(json.dumps(self.resolve(args)) + "\n" for args in jobs))
             results = []
             for line in done.stdout.splitlines():
                 for tag, ok in (("wm_res[success]:", True), ("wm_res[error]:", False)):
