@@ -115,6 +115,23 @@ def test_a_huge_redirect_body_is_neither_read_nor_waited_for(serve):
     assert server.sent < 24 << 20, "the whole body was read"
 
 
+def test_a_gzip_bomb_is_refused_without_inflating_it(serve):
+    """~200 KiB of gzip that inflates to 200 MiB: urllib3 below 2.6 inflated it whole before the cap."""
+    import gzip
+
+    bomb = gzip.compress(b"\0" * (200 << 20), compresslevel=9)
+    assert len(bomb) < 250 << 10
+    serve(replying(answer(200, [("Content-Type", "application/json"), ("Content-Encoding", "gzip")], bomb)))
+    tracemalloc.start()
+    try:
+        outcome, _ = run(max_retries=0)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert isinstance(outcome, script.TelnyxConnectionError) and "larger than 1048576" in str(outcome)
+    assert peak < 16 << 20, f"{peak / 2**20:.1f} MiB allocated for a refused answer"
+
+
 # -- only three error types, whatever the server answers -----------------------------------------
 ODD_ANSWERS = {
     "charset=bogus": (answer(200, [("Content-Type", "application/json; charset=bogus")], OK), 200),
