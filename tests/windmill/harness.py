@@ -152,6 +152,8 @@ class Worker:
         (folder / "wrapper.py").write_text(
             WRAPPER.format(module=MODULE, defaulted=self._defaulted, dedicated=dedicated)
         )
+        if "MUTANT_UNDER_TEST" in os.environ:  # ./dev mutate: mutmut reads its settings from the cwd
+            shutil.copyfile(ROOT / "pyproject.toml", folder / "pyproject.toml")
         return folder
 
     def _environment(self, folder: Path) -> dict[str, str]:
