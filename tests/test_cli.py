@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -12,6 +14,19 @@ from conftest import KEY, ROOT, URL
 
 import script
 
+MODE = "process"
+
+
+@pytest.fixture(autouse=True, params=["process", "in-process"])
+def mode(request, monkeypatch):
+    """Every CLI test twice: `python script.py ...` as cron runs it, and script.cli(argv) in this
+    process (the same code, where mutation testing can see which tests reach it)."""
+    global MODE
+    MODE = request.param
+    for name in [k for k in os.environ if k.startswith("TELNYX_")]:
+        monkeypatch.delenv(name)
+    yield
+
 
 def run(*args, key=KEY, base=None, stdin=None):
     env = {k: v for k, v in os.environ.items() if not k.startswith("TELNYX_")}
@@ -19,16 +34,38 @@ def run(*args, key=KEY, base=None, stdin=None):
         env["TELNYX_API_KEY"] = key
     if base is not None:
         env["TELNYX_BASE_URL"] = base
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "script.py"), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        input=stdin,
-        timeout=60,
-    )
+    if MODE == "process":
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "script.py"), *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            input=stdin,
+            timeout=60,
+        )
+    else:
+        done = in_process(list(args), env, stdin)
     assert KEY not in done.stdout + done.stderr
     return done
+
+
+def in_process(argv, env, stdin):
+    out, err = io.StringIO(), io.StringIO()
+    saved_env, saved_stdin = dict(os.environ), sys.stdin
+    os.environ.clear()
+    os.environ.update(env)
+    sys.stdin = io.StringIO(stdin or "")
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = script.cli(argv)
+            except SystemExit as exit:  # argparse's own errors and --help
+                code = exit.code if isinstance(exit.code, int) else 2
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+        sys.stdin = saved_stdin
+    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
 
 
 def test_success_prints_telnyx_json(emulator):

@@ -19,7 +19,11 @@ from hypothesis import strategies as st
 import script
 from emulator import Emulator
 
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES") or 300),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 PREFIX = "/v2/calls/"
 SUFFIX = "/actions/streaming_start"
 

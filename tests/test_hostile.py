@@ -429,7 +429,9 @@ bodies = st.one_of(
 statuses = st.one_of(st.integers(min_value=100, max_value=599), st.sampled_from([200, 204, 302, 422, 429, 503]))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES") or 150), deadline=None, suppress_health_check=list(HealthCheck)
+)
 @given(
     status=statuses,
     headers=st.lists(st.tuples(header_names, header_values), max_size=5),
