@@ -617,8 +617,8 @@ def _explain(error: Any) -> tuple:
         got = ""
     elif kind == "pattern":
         fix = error.schema.get("customErrorMessage", f"match {expected}")
-    else:
-        fix = error.message if not secret else kind
+    else:  # no other keyword is in the body's schema today; a safe wording if one is added
+        fix = f"see the field's description ({kind})"
     return f"{field} is invalid{got}: {fix}.", field
 
 
@@ -626,7 +626,7 @@ def _unknown_key_message(key: str) -> str:
     import difflib  # only on this error path: keeps it out of every cold start
 
     close = difflib.get_close_matches(key, list(BODY_FIELDS), n=1, cutoff=0.6)
-    hint = f"did you mean {close[0]!r}?" if close else "check the spelling"
+    hint = f"did you mean {close[0]!r}?" if close else "check the spelling."
     return f"body has an unknown field {_show(key)}: {hint} Fields streaming_start accepts: {', '.join(BODY_FIELDS)}."
 
 

@@ -129,5 +129,46 @@ def test_no_answer_exit_4(emulator):
 def test_help_explains_key_and_exit_codes():
     done = run("--help")
     assert done.returncode == 0
-    for words in ("TELNYX_API_KEY", "TELNYX_BASE_URL", "--body-file", "Exit codes", "--timeout", "--retries"):
-        assert words in done.stdout
+    text = " ".join(done.stdout.split())  # argparse wraps to the terminal's width
+    for words in (
+        "usage: script.py [-h] [--body BODY | --body-file PATH] [--timeout TIMEOUT] [--deadline DEADLINE] "
+        "[--retries RETRIES] [--print-schema] [call_control_id]",
+        "Start streaming a live Telnyx call's audio to your WebSocket server.",
+        "call_control_id data.payload.call_control_id of call.answered",
+        "--body BODY the streaming_start body as JSON",
+        "--body-file PATH read the body from a JSON file ('-' for stdin)",
+        "--timeout TIMEOUT seconds per attempt (default 10)",
+        "--deadline DEADLINE seconds in all, retries included (default 20)",
+        "--retries RETRIES retries after a failed attempt (default 2)",
+        "--print-schema print script.schema.json and exit",
+        "The API key is read from TELNYX_API_KEY; TELNYX_BASE_URL overrides the API address. Exit codes: 0 ok, "
+        "2 bad input (nothing sent), 3 Telnyx answered with an error, 4 no answer. Example: TELNYX_API_KEY=KEY... "
+        'python script.py v3:abc --body \'{"stream_url": "wss://example.com/media"}\'',
+    ):
+        assert words in text, words
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "message"),
+    [
+        (["v3:x", "--body", "{nope"], None, "error: body is not valid JSON (Expecting property name enclosed in"),
+        (["v3:x", "--body", "[" * 100_000], None, "error: body is nested too deep to be a streaming_start body."),
+        (["v3:x", "--body-file", "/no/such/file.json"], None, "error: --body-file: cannot read /no/such/file.json: "),
+        (["v3:x", "--body-file", "-"], "[1,", "error: body is not valid JSON"),
+        (["--body", "{}"], None, "error: call_control_id is missing: python script.py CALL_CONTROL_ID --body JSON"),
+    ],
+)
+def test_body_and_argument_errors_exit_2_with_their_message(emulator, args, stdin, message):
+    before = len(emulator.backend.requests)
+    done = run(*args, base=emulator.base_url, stdin=stdin)
+    assert done.returncode == 2
+    assert done.stderr.startswith(message), done.stderr
+    assert len(emulator.backend.requests) == before
+
+
+def test_a_body_file_that_is_not_utf8_exits_2_naming_the_file(emulator, tmp_path):
+    path = tmp_path / "body.json"
+    path.write_bytes(b'{"stream_url": "wss://x.example/\xff"}')
+    done = run("v3:x", "--body-file", str(path), base=emulator.base_url)
+    assert done.returncode == 2
+    assert done.stderr == f"error: --body-file: {path} is not UTF-8 text: save it as UTF-8 JSON.\n"

@@ -27,6 +27,12 @@ OK = b'{"data":{"result":"ok"}}'
 THREE = (script.TelnyxInputError, script.TelnyxAPIError, script.TelnyxConnectionError)
 
 
+@pytest.fixture(autouse=True)
+def fresh_adapter(monkeypatch):
+    """Each test builds the process's adapter anew, so these tests check how it is built too."""
+    monkeypatch.setattr(script, "_ADAPTER", None)
+
+
 def run(**kwargs: Any) -> tuple[Any, float]:
     """main() against the served answer; (result or error, seconds)."""
     started = time.monotonic()
@@ -363,6 +369,17 @@ def test_https_through_a_proxy_is_tunnelled_so_the_proxy_never_reads_the_key(mon
     (request,) = proxy.requests
     assert request.startswith(b"CONNECT 127.0.0.1:1 HTTP/1.")
     assert KEY.encode() not in request and b"Bearer" not in request
+
+
+def test_a_proxy_dripping_its_connect_answer_is_cut_off_at_the_deadline(monkeypatch):
+    """The deadline holds through an HTTPS_PROXY too: the tunnel's answer is read the same way."""
+    proxy = RawServer(drip(b"HTTP/1.1 200 Connection established\r\nX-Pad: " + b"a" * 300 + b"\r\n\r\n", 0.05))
+    with proxy:
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.port}")
+        monkeypatch.setenv("TELNYX_BASE_URL", "https://127.0.0.1:1/v2")
+        outcome, took = run(timeout_s=1, deadline_s=1.5, max_retries=0)
+    assert isinstance(outcome, script.TelnyxConnectionError), outcome
+    assert took < 2.5, f"{took:.1f} s against a 1.5 s deadline"
 
 
 # -- fuzzing the server's answers ------------------------------------------------------------------

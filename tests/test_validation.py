@@ -255,3 +255,60 @@ def test_base_url_allowed(monkeypatch, base):
 def test_every_message_names_field_and_fix(api):
     error = refused(api, body={"stream_url": URL, "stream_track": "both"})
     assert str(error).startswith("body.stream_track is invalid, got 'both': use one of ")
+
+
+FIELDS = ", ".join(script.BODY_FIELDS)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            {"enable_dialogflow": "true"},
+            "body.enable_dialogflow is invalid, got 'true': use a JSON boolean (true or false).",
+        ),
+        ({"command_id": 7}, "body.command_id is invalid, got 7: use a JSON string."),
+        ({"custom_parameters": "a=b"}, "body.custom_parameters is invalid, got 'a=b': use a JSON array."),
+        (
+            {"stream_track": "both"},
+            'body.stream_track is invalid, got \'both\': use one of "inbound_track", "outbound_track", "both_tracks".',
+        ),
+        (
+            {"stream_track": 5},
+            'body.stream_track is invalid, got 5: use one of "inbound_track", "outbound_track", "both_tracks".',
+        ),
+        (
+            {"stream_auth_token": "t" * 4001},
+            "body.stream_auth_token is invalid: shorten it to at most 4000 characters (it has 4001).",
+        ),
+        ({"stream_auth_token": 12}, "body.stream_auth_token is invalid: use a JSON string."),
+        (
+            {"custom_parameters": [{"name": "a"}]},
+            "body.custom_parameters[0] is invalid, got {'name': 'a'}: every item needs name and value (strings).",
+        ),
+        (
+            {"dialogflow_config": {"language": "en", "analyze_sentiment": True}},
+            "body.dialogflow_config is invalid: remove 'language'; "
+            "allowed: analyze_sentiment, partial_automated_agent_reply.",
+        ),
+        (
+            {"custom_parameters": [{"name": "a", "value": "b", "x": "1", "y": "2"}]},
+            "body.custom_parameters[0] is invalid: remove 'x', 'y'; allowed: name, value.",
+        ),
+        (
+            {"stream_url": "http://x"},
+            "body.stream_url is invalid, got 'http://x': must be a ws:// or wss:// URL with a host.",
+        ),
+        (
+            {"stream_trak": "x"},
+            "body has an unknown field 'stream_trak': did you mean 'stream_track'? "
+            f"Fields streaming_start accepts: {FIELDS}.",
+        ),
+        ({"zzz": 1}, f"body has an unknown field 'zzz': check the spelling. Fields streaming_start accepts: {FIELDS}."),
+    ],
+)
+def test_each_kind_of_refusal_says_exactly_what_to_fix(api, body, message):
+    """The messages, word for word: what a user reads in the Windmill job's error."""
+    error = refused(api, body=body)
+    assert str(error) == message
+    assert error.field == message.split(" ")[0] if " is invalid" in message else error.field.startswith("body.")
