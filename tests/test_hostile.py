@@ -472,7 +472,7 @@ def test_fuzzed_answers_end_as_a_result_or_one_of_three_errors_in_time_without_t
             drip(data[:40], 0.02)(conn, request)
         else:
             conn.sendall(data[: data.index(b"\r\n\r\n") + 4])
-            hung_up(conn, 1.5)
+            hung_up(conn, 3.0)  # a broken deadline would wait this long
 
     with RawServer(handler) as server:
         os.environ["TELNYX_BASE_URL"] = server.base_url
@@ -481,7 +481,7 @@ def test_fuzzed_answers_end_as_a_result_or_one_of_three_errors_in_time_without_t
         finally:
             del os.environ["TELNYX_BASE_URL"]
     event(f"{type(outcome).__name__}")
-    assert took < 0.6 + 0.5, f"{took:.2f} s against a 0.6 s deadline"
+    assert took < 0.6 + 1.0, f"{took:.2f} s against a 0.6 s deadline"
     if isinstance(outcome, script.TelnyxAPIError):
         assert str(outcome).startswith(f"{outcome.status} ")
     assert not isinstance(outcome, script.TelnyxInputError)
