@@ -133,7 +133,7 @@ def test_help_explains_key_and_exit_codes():
     for words in (
         "usage: script.py [-h] [--body BODY | --body-file PATH] [--timeout TIMEOUT] [--deadline DEADLINE] "
         "[--retries RETRIES] [--print-schema] [call_control_id]",
-        "Start streaming a live Telnyx call's audio to your WebSocket server.",
+        "[call_control_id] Start streaming a live Telnyx call's audio to your WebSocket server. positional",
         "call_control_id data.payload.call_control_id of call.answered",
         "--body BODY the streaming_start body as JSON",
         "--body-file PATH read the body from a JSON file ('-' for stdin)",
@@ -172,3 +172,29 @@ def test_a_body_file_that_is_not_utf8_exits_2_naming_the_file(emulator, tmp_path
     done = run("v3:x", "--body-file", str(path), base=emulator.base_url)
     assert done.returncode == 2
     assert done.stderr == f"error: --body-file: {path} is not UTF-8 text: save it as UTF-8 JSON.\n"
+
+
+def test_print_schema_writes_the_form_file_exactly():
+    done = run("--print-schema")
+    assert done.returncode == 0
+    assert done.stdout == (ROOT / "script.schema.json").read_text()
+
+
+def test_deadline_and_timeout_reach_main(api):
+    import time
+
+    api.expect_request("/v2/calls/c/actions/streaming_start").respond_with_handler(lambda r: time.sleep(3))
+    started = time.monotonic()
+    done = run(
+        "c", "--body", json.dumps({"stream_url": URL}), "--timeout", "2", "--deadline", "0.5", base=api.url_for("/v2")
+    )
+    assert done.returncode == 4 and "no answer in time" in done.stderr
+    assert time.monotonic() - started < 2.5
+
+
+def test_a_missing_key_says_how_to_set_it():
+    done = run("v3:x", "--body", json.dumps({"stream_url": URL}), key=None)
+    assert done.returncode == 2
+    assert done.stderr == (
+        "error: TELNYX_API_KEY is missing or malformed: export TELNYX_API_KEY=KEY... (your Telnyx API key).\n"
+    )
