@@ -89,3 +89,115 @@ def test_long_values_are_cut_at_80_characters_and_80_are_shown_whole():
 
 def test_an_input_error_without_a_field_has_an_empty_one():
     assert script.TelnyxInputError("m").field == ""
+
+
+SAFE_C1 = (
+    "The command may have reached Telnyx: to run it again without risking a second stream, pass body.command_id = 'c1'."
+)
+
+
+def connection_error(**kwargs) -> script.TelnyxConnectionError:
+    with pytest.raises(script.TelnyxConnectionError) as info:
+        script.main(AUTH, "v3:x", {"stream_url": URL, "command_id": "c1"}, **kwargs)
+    return info.value
+
+
+def test_no_answer_in_time_word_for_word(api):
+    import time
+
+    api.expect_request("/v2/calls/v3:x/actions/streaming_start").respond_with_handler(lambda r: time.sleep(2))
+    error = connection_error(timeout_s=0.3, deadline_s=5, max_retries=0)
+    first, *rest = str(error).split("\n")
+    assert first.startswith("no answer in time (timeout or deadline) after 1 attempt(s): ReadTimeoutError: ")
+    assert rest == [
+        f"Telnyx did not answer within timeout_s / deadline_s; raise them or check the network. {SAFE_C1}",
+        "(command_id=c1, attempts=1)",
+    ]
+    assert (error.command_id, error.attempts) == ("c1", 1)
+
+
+def test_could_not_reach_word_for_word(monkeypatch):
+    monkeypatch.setenv("TELNYX_BASE_URL", "http://127.0.0.1:9/v2")
+    error = connection_error(max_retries=1)
+    first, *rest = str(error).split("\n")
+    assert first.startswith("could not reach Telnyx after 2 attempt(s): NewConnectionError: ")
+    assert rest == [f"Check the network and TELNYX_BASE_URL. {SAFE_C1}", "(command_id=c1, attempts=2)"]
+
+
+def test_no_usable_answer_word_for_word(serve):
+    serve(replying(answer(200, [], b"x" * (2 << 20))))
+    assert str(connection_error(max_retries=0)).split("\n") == [
+        "no usable answer after 1 attempt(s): ResponseError: the answer (status 200) is larger than 1048576 bytes "
+        "and was not read; check TELNYX_BASE_URL",
+        f"Check TELNYX_BASE_URL. {SAFE_C1}",
+        "(command_id=c1, attempts=1)",
+    ]
+
+
+def test_without_a_command_id_the_message_says_to_set_one(monkeypatch):
+    monkeypatch.setenv("TELNYX_BASE_URL", "http://127.0.0.1:9/v2")
+    with pytest.raises(script.TelnyxConnectionError) as info:
+        script.main(AUTH, "v3:x", {"stream_url": URL}, max_retries=0)
+    assert str(info.value).split("\n")[1] == (
+        "Check the network and TELNYX_BASE_URL. The command may have reached Telnyx; set a command_id before "
+        "running it again."
+    )
+
+
+def status_error(serve, status, headers=(), body=b"", **kwargs) -> script.TelnyxAPIError:
+    serve(replying(answer(status, list(headers), body)))
+    with pytest.raises(script.TelnyxAPIError) as info:
+        script.main(AUTH, "v3:x", {"stream_url": URL, "command_id": "c1"}, **kwargs)
+    return info.value
+
+
+def test_a_retry_after_past_the_deadline_is_said_word_for_word(serve):
+    error = status_error(serve, 503, [("Retry-After", "30")], max_retries=2, deadline_s=2)
+    assert error.attempts == 1
+    assert (
+        f"\nGave up after 1 attempt(s): deadline_s would pass before a retry (Telnyx asked to wait 30 s). {SAFE_C1}\n"
+        in str(error)
+    )
+
+
+@pytest.mark.parametrize("status", [408, 429, 500, 501, 503, 599])
+def test_server_side_failures_say_how_to_run_again_safely(serve, status):
+    text = str(status_error(serve, status, max_retries=0))
+    assert f"\nGave up after 1 attempt(s): {SAFE_C1}\n" in text
+
+
+@pytest.mark.parametrize("status", [400, 409, 422, 499])
+def test_client_errors_do_not_talk_of_giving_up(serve, status):
+    assert "Gave up" not in str(status_error(serve, status, max_retries=0))
+
+
+def test_the_last_line_names_command_attempts_and_request_id(serve):
+    assert str(status_error(serve, 422, [("X-Request-Id", "req-9")])).endswith(
+        "\n(command_id=c1, attempts=1, request_id=req-9)"
+    )
+    assert str(status_error(serve, 422)).endswith("\n(command_id=c1, attempts=1)")
+
+
+def test_masking_keeps_the_rest_of_the_text_as_it_was(serve):
+    body = json.dumps({"errors": [{"title": f"key {AUTH['apiKey']} in Zürich"}]}, ensure_ascii=False).encode()
+    error = status_error(serve, 422, [("Content-Type", "application/json")], body)
+    assert error.response_text == '{"errors": [{"title": "key *** in Zürich"}]}'
+
+
+def test_long_details_are_cut_at_200_characters_and_objects_are_shown(serve):
+    long = {"code": "1", "detail": "d" * 250, "source": {"pointer": "/stream_url"}}
+    text = str(status_error(serve, 422, [], json.dumps({"errors": [long]}).encode()))
+    assert f"\nTelnyx refused body field stream_url: {'d' * 197}...\n" in text
+    odd = {"code": "1", "detail": {"why": 1}, "source": {"pointer": "/stream_url"}}
+    text = str(status_error(serve, 422, [], json.dumps({"errors": [odd]}).encode()))
+    assert "\nTelnyx refused body field stream_url: {'why': 1}\n" in text
+
+
+def test_the_error_classes_defaults_and_codes():
+    error = script.TelnyxAPIError("m")
+    assert (error.status, error.response_text, error.errors, error.codes, error.attempts) == (0, "", [], [], 1)
+    assert (error.request_id, error.command_id) == (None, None)
+    error = script.TelnyxAPIError("m", errors=["x", {"code": 5}, {"title": "no code"}, {"code": "90018"}])
+    assert error.codes == ["5", "90018"]
+    error = script.TelnyxConnectionError("m", "c9")
+    assert (error.command_id, error.attempts) == ("c9", 1)
