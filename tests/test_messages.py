@@ -201,3 +201,17 @@ def test_the_error_classes_defaults_and_codes():
     assert error.codes == ["5", "90018"]
     error = script.TelnyxConnectionError("m", "c9")
     assert (error.command_id, error.attempts) == ("c9", 1)
+
+
+@pytest.mark.parametrize("status", [400, 401, 422])
+def test_only_3xx_get_the_redirect_hint(serve, status):
+    assert "redirect" not in str(
+        status_error(serve, status, [("Location", "http://127.0.0.2/x")], b"{}", max_retries=0)
+    )
+
+
+def test_a_long_cause_is_cut_at_300_characters(monkeypatch):
+    monkeypatch.setenv("TELNYX_BASE_URL", f"https://{'h' * 60}.{'i' * 60}.{'j' * 60}.invalid/v2")
+    first = str(connection_error(max_retries=0)).split("\n")[0]
+    cause = first.split(" attempt(s): ", 1)[1]
+    assert len(cause) == 300 and cause.endswith("...")
