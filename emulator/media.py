@@ -52,7 +52,10 @@ ERRORS = {
 
 
 class Mark(str):
-    """A mark waiting in the playback queue."""
+    """A mark from the stream server; ``played_before`` is how much audio had been played back when
+    it arrived, so its echo can record the wait on the playback clock, not the wall clock."""
+
+    played_before: int = 0
 
 
 class MediaRunner:
@@ -282,16 +285,18 @@ class _Session:
             name = (frame.get("mark") or {}).get("name") if isinstance(frame.get("mark"), dict) else None
             if not isinstance(name, str):
                 return await self._error(ws, 100003, "mark frame without mark.name")
+            mark = Mark(name)
+            mark.played_before = len(self.stream.played)
             if self.queue:
-                self.queue.append(Mark(name))
+                self.queue.append(mark)
             else:
-                await self._mark(ws, name)
+                await self._mark(ws, mark)
             return None
         if event == "clear":
             marks = [item for item in self.queue if isinstance(item, Mark)]
             self.queue.clear()
-            for name in marks:
-                await self._mark(ws, name)
+            for mark in marks:
+                await self._mark(ws, mark)
             return None
         return await self._error(ws, 100003, f"unknown event {str(event)[:40]!r} (expected media, mark, clear)")
 
@@ -329,9 +334,10 @@ class _Session:
             else:
                 self.queue[0] = item[len(taken) :]
 
-    async def _mark(self, ws: ClientConnection, name: str) -> None:
-        await self._send(ws, {"event": "mark", "mark": {"name": str(name)}})
-        self.stream.marks_sent.append(str(name))
+    async def _mark(self, ws: ClientConnection, mark: Mark) -> None:
+        await self._send(ws, {"event": "mark", "mark": {"name": str(mark)}})
+        self.stream.marks_sent.append(str(mark))
+        self.stream.mark_waits.append(len(self.stream.played) - mark.played_before)
 
     async def _error(self, ws: ClientConnection, code: int, detail: str) -> None:
         self.stream.errors_sent.append(code)

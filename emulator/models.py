@@ -77,6 +77,8 @@ class Stream:
     frames_sent: collections.Counter = field(default_factory=collections.Counter)
     played: array = field(default_factory=lambda: array("h"))  # bidirectional audio played back
     marks_sent: list[str] = field(default_factory=list)
+    # per mark echoed: samples played back between its arrival and its echo (0: echoed at once)
+    mark_waits: list[int] = field(default_factory=list)
     errors_sent: list[int] = field(default_factory=list)
     mp3_received: list[bytes] = field(default_factory=list)
     stopping: threading.Event = field(default_factory=threading.Event)
@@ -97,6 +99,7 @@ class Stream:
             "frames_sent": dict(self.frames_sent),
             "played_samples": len(self.played),
             "marks_sent": list(self.marks_sent),
+            "mark_waits_samples": list(self.mark_waits),
             "errors_sent": list(self.errors_sent),
             "mp3_received": len(self.mp3_received),
         }
