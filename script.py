@@ -683,6 +683,14 @@ class _DeadlineReader(io.RawIOBase):
 class _MalformedHeaders(http.client.HTTPException):
     """An answer whose header lines do not parse (raised before urllib3 would log them)."""
 
+    MESSAGE = "the answer has header lines that do not parse (not shown)"
+
+
+class _OtherError(urllib3.exceptions.HTTPError):
+    """A failure that is neither "no connection" nor "no answer" (a bad CA bundle or proxy setting,
+    anything unforeseen): Retry counts it as "other", which is final. Only the original's type name
+    and text are kept, so nothing of the request (its Authorization header) stays reachable."""
+
 
 class _DeadlineResponse(http.client.HTTPResponse):
     """http.client's response, read through _DeadlineReader during one of this script's attempts."""
@@ -699,7 +707,7 @@ class _DeadlineResponse(http.client.HTTPResponse):
             assert_header_parsing(self.msg)
         except (urllib3.exceptions.HeaderParsingError, TypeError):
             # urllib3 would log the unparsed lines at WARNING, whatever they echo (the key too)
-            raise _MalformedHeaders("the answer has header lines that do not parse (not shown)") from None
+            raise _MalformedHeaders(_MalformedHeaders.MESSAGE) from None
 
 
 class _HTTPConnection(HTTPConnection):
@@ -839,10 +847,11 @@ def _cause(exc: Exception) -> Exception:
         exc = exc.args[0]
     if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
         exc = exc.reason
-    # Anything else becomes an "other" error for Retry: final (other=0). Only its type and text are
-    # kept, so nothing of the request (its Authorization header) stays reachable from the error.
-    if not isinstance(exc, urllib3.exceptions.HTTPError):
-        exc = urllib3.exceptions.HTTPError(f"{type(exc).__name__}: {_show_text(exc)}")
+    if isinstance(exc, urllib3.exceptions.ProtocolError) and any(isinstance(a, _MalformedHeaders) for a in exc.args):
+        exc = urllib3.exceptions.ResponseError(_MalformedHeaders.MESSAGE)  # an answer, unusable: not retried
+    elif not isinstance(exc, urllib3.exceptions.HTTPError):
+        detail = exc.args[0] if len(exc.args) == 1 else exc.args  # the text, not a repr of the exception
+        exc = _OtherError(f"{type(exc).__name__}: {_show_text(detail)}")
     exc.__context__ = exc.__cause__ = None
     exc.__traceback__ = None
     return exc
@@ -977,13 +986,17 @@ def _no_answer_message(failure: Exception | None, attempts: int, command_id: str
     if timed_out:
         what = "no answer in time (timeout or deadline)"
         fix = "Telnyx did not answer within timeout_s / deadline_s; raise them or check the network. "
-    elif isinstance(failure, urllib3.exceptions.ResponseError):  # an answer was there, but too large to read
+    elif isinstance(failure, urllib3.exceptions.ResponseError):  # an answer was there: too large, or broken
         what = "no usable answer"
         fix = "Check TELNYX_BASE_URL. "
+    elif isinstance(failure, _OtherError):  # failed before or outside the exchange: most often a setting
+        what = "could not reach Telnyx"
+        fix = "Check TELNYX_BASE_URL and the HTTPS_PROXY, REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE settings. "
     else:
         what = "could not reach Telnyx"
         fix = "Check the network and TELNYX_BASE_URL. "
-    cause = _show_text(f"{type(failure).__name__}: {failure}", 300)
+    named = str(failure) if isinstance(failure, _OtherError) else f"{type(failure).__name__}: {failure}"
+    cause = _show_text(named, 300)
     details = f"(command_id={command_id}, attempts={attempts})"
     return f"{what} after {attempts} attempt(s): {cause}\n{why}{fix}{_safe_retry(command_id)}\n{details}"
 

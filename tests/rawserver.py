@@ -62,6 +62,25 @@ def replying(data: bytes) -> Handler:
     return handler
 
 
+def hung_up(conn: socket.socket, seconds: float) -> bool:
+    """Wait up to `seconds`; True as soon as the client closes the connection."""
+    conn.settimeout(seconds)
+    try:
+        return conn.recv(1) == b""
+    except TimeoutError:
+        return False
+
+
+def silent(seconds: float) -> Handler:
+    """Answer nothing, until the client hangs up or `seconds` pass (a server that never answers; its
+    thread ends with the client, so nothing of it outlives the test)."""
+
+    def handler(conn: socket.socket, request: bytes) -> None:
+        hung_up(conn, seconds)
+
+    return handler
+
+
 class RawServer:
     def __init__(self, handler: Handler) -> None:
         self.handler = handler

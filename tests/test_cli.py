@@ -11,6 +11,7 @@ import sys
 
 import pytest
 from conftest import KEY, ROOT, URL
+from rawserver import silent
 
 import script
 
@@ -180,13 +181,13 @@ def test_print_schema_writes_the_form_file_exactly():
     assert done.stdout == (ROOT / "script.schema.json").read_text()
 
 
-def test_deadline_and_timeout_reach_main(api):
+def test_deadline_and_timeout_reach_main(serve):
     import time
 
-    api.expect_request("/v2/calls/c/actions/streaming_start").respond_with_handler(lambda r: time.sleep(3))
+    server = serve(silent(5))
     started = time.monotonic()
     done = run(
-        "c", "--body", json.dumps({"stream_url": URL}), "--timeout", "2", "--deadline", "0.5", base=api.url_for("/v2")
+        "c", "--body", json.dumps({"stream_url": URL}), "--timeout", "2", "--deadline", "0.5", base=server.base_url
     )
     assert done.returncode == 4 and "no answer in time" in done.stderr
     assert time.monotonic() - started < 2.5

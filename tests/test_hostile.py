@@ -19,7 +19,7 @@ import pytest
 from conftest import KEY, ROOT, URL, everything_said
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from rawserver import RawServer, answer, replying
+from rawserver import RawServer, answer, hung_up, replying
 
 import script
 
@@ -53,15 +53,6 @@ def drip(data: bytes, every: float) -> Any:
                 return
 
     return handler
-
-
-def hung_up(conn: Any, seconds: float) -> bool:
-    """Wait up to `seconds`; True as soon as the client closes the connection."""
-    conn.settimeout(seconds)
-    try:
-        return conn.recv(1) == b""
-    except TimeoutError:
-        return False
 
 
 # -- never hangs: the deadline bounds the whole call, reading included ----------------------------

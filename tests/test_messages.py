@@ -7,7 +7,7 @@ import json
 
 import pytest
 from conftest import AUTH, URL
-from rawserver import answer, replying
+from rawserver import answer, replying, silent
 
 import script
 
@@ -102,10 +102,8 @@ def connection_error(**kwargs) -> script.TelnyxConnectionError:
     return info.value
 
 
-def test_no_answer_in_time_word_for_word(api):
-    import time
-
-    api.expect_request("/v2/calls/v3:x/actions/streaming_start").respond_with_handler(lambda r: time.sleep(2))
+def test_no_answer_in_time_word_for_word(serve):
+    serve(silent(5))
     error = connection_error(timeout_s=0.3, deadline_s=5, max_retries=0)
     first, *rest = str(error).split("\n")
     assert first.startswith("no answer in time (timeout or deadline) after 1 attempt(s): ReadTimeoutError: ")
@@ -215,3 +213,58 @@ def test_a_long_cause_is_cut_at_300_characters(monkeypatch):
     first = str(connection_error(max_retries=0)).split("\n")[0]
     cause = first.split(" attempt(s): ", 1)[1]
     assert len(cause) == 300 and cause.endswith("...")
+
+
+SETTINGS_FIX = "Check TELNYX_BASE_URL and the HTTPS_PROXY, REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE settings."
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "cause"),
+    [
+        (
+            "REQUESTS_CA_BUNDLE",
+            "/nonexistent/ca.pem",
+            "OSError: Could not find a suitable TLS CA certificate bundle, invalid path: /nonexistent/ca.pem",
+        ),
+        (
+            "HTTPS_PROXY",
+            "http://",
+            "InvalidProxyURL: Please check proxy URL. It is malformed and could be missing the host.",
+        ),
+    ],
+)
+def test_a_broken_setting_is_named_with_its_text_and_not_retried(monkeypatch, variable, value, cause):
+    # requests raises these before connecting (not urllib3 errors): one attempt, the setting's own words
+    monkeypatch.setenv("TELNYX_BASE_URL", "https://127.0.0.1:9/v2")
+    monkeypatch.setenv(variable, value)
+    error = connection_error(max_retries=2)
+    assert str(error).split("\n") == [
+        f"could not reach Telnyx after 1 attempt(s): {cause}",
+        f"{SETTINGS_FIX} {SAFE_C1}",
+        "(command_id=c1, attempts=1)",
+    ]
+    assert error.attempts == 1
+
+
+def test_an_answer_whose_headers_do_not_parse_is_no_usable_answer_and_not_retried(serve):
+    server = serve(replying(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Broken\r\nConnection: close\r\n\r\n{}"))
+    assert str(connection_error(max_retries=2)).split("\n") == [
+        "no usable answer after 1 attempt(s): ResponseError: the answer has header lines that do not parse (not shown)",
+        f"Check TELNYX_BASE_URL. {SAFE_C1}",
+        "(command_id=c1, attempts=1)",
+    ]
+    assert server.connections == 1
+
+
+def refused_detail(serve, detail) -> str:
+    error = {"code": "1", "detail": detail, "source": {"pointer": "/stream_url"}}
+    text = api_error(serve, 422, [], json.dumps({"errors": [error]}).encode())
+    return text.split("\nTelnyx refused body field stream_url: ", 1)[1].split("\n")[0]
+
+
+@pytest.mark.parametrize("size", [81, 200, 201])
+def test_a_non_text_detail_is_shown_as_its_repr_up_to_200_characters(serve, size):
+    detail = ["x" * (size - 4)]  # repr: ['xx...x'], size characters
+    assert len(repr(detail)) == size
+    text = refused_detail(serve, detail)
+    assert text == (repr(detail) if size <= 200 else repr(detail)[:195] + "...'")  # a cut repr ends ...'

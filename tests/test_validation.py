@@ -133,6 +133,8 @@ def test_bidirectional_settings_need_rtp(api, mode, key, value):
         "wss://",
         "wss:///path",
         "ws://user:pw@example.com/",
+        "wss://user@example.com/",  # a user alone, or a password alone: either is a credential in the URL
+        "wss://:pw@example.com/",
         "wss://example.com:99999/",
         "wss://[::1/",
         "example.com/stream",
