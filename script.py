@@ -707,7 +707,7 @@ class _DeadlineResponse(http.client.HTTPResponse):
             assert_header_parsing(self.msg)
         except (urllib3.exceptions.HeaderParsingError, TypeError):
             # urllib3 would log the unparsed lines at WARNING, whatever they echo (the key too)
-            raise _MalformedHeaders(_MalformedHeaders.MESSAGE) from None
+            raise _MalformedHeaders from None  # _cause tells it apart: what the user reads is its MESSAGE
 
 
 class _HTTPConnection(HTTPConnection):
@@ -769,12 +769,13 @@ def _post(url: str, payload: Dict[str, Any], api_key: str, timeout_s: float, dea
     headers = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": _USER_AGENT}
     request = requests.Request("POST", url, data=data, headers=headers).prepare()
     request.headers["Authorization"] = f"Bearer {api_key}"
+    # Retry is the policy this loop asks: attempts left, the backoff, Retry-After. Which statuses are
+    # retried is decided here (RETRY_STATUSES), and a 3xx is returned before Retry is asked, so it
+    # needs neither status_forcelist nor a redirect count.
     retry = Retry(
         total=max_retries,
         other=0,  # an error that is neither "no connection" nor "no answer" (TLS, decoding) is final
-        redirect=0,
         allowed_methods=None,  # every method: POST is safe to repeat with one command_id
-        status_forcelist=RETRY_STATUSES,
         backoff_factor=0.25,
         backoff_jitter=0.25,
         backoff_max=4.0,
@@ -812,9 +813,8 @@ def _attempt(request: requests.PreparedRequest, timeout_s: float, deadline: floa
     token = _ATTEMPT.set(_Attempt(deadline, timeout_s))
     failure: Exception | None = None
     try:
-        response = _adapter().send(
+        response = _adapter().send(  # the adapter never reads the body: it is read below, capped
             request,
-            stream=True,  # read the answer ourselves, up to MAX_RESPONSE_BYTES
             timeout=(min(CONNECT_TIMEOUT_S, timeout_s, left), min(timeout_s, left)),
             verify=os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True,
             proxies=_proxies(request.url or ""),

@@ -96,11 +96,11 @@ def sent_bodies(emu: Emulator) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def serve(monkeypatch):
-    """serve(handler) -> a RawServer the script is pointed at (TELNYX_BASE_URL)."""
+    """serve(handler, tls=None) -> a RawServer the script is pointed at (TELNYX_BASE_URL)."""
     servers: list[RawServer] = []
 
-    def start(handler: Any) -> RawServer:
-        server = RawServer(handler).__enter__()
+    def start(handler: Any, tls: Any = None) -> RawServer:
+        server = RawServer(handler, tls).__enter__()
         servers.append(server)
         monkeypatch.setenv("TELNYX_BASE_URL", server.base_url)
         return server

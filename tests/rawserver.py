@@ -5,6 +5,7 @@ in its own thread; the server records every request's bytes and counts connectio
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from typing import Callable
 
@@ -81,9 +82,26 @@ def silent(seconds: float) -> Handler:
     return handler
 
 
+def keep_alive(data: bytes, barrier: threading.Barrier | None = None) -> Handler:
+    """Answer every request on the connection with `data` (which must not say Connection: close),
+    each after `barrier` has let it through (so a burst of calls is all in flight at once)."""
+
+    def handler(conn: socket.socket, request: bytes) -> None:
+        while request:
+            if barrier is not None:
+                barrier.wait(10)
+            conn.sendall(data)
+            request = read_request(conn)
+
+    return handler
+
+
 class RawServer:
-    def __init__(self, handler: Handler) -> None:
+    """``tls``: serve https with this context (the handshake's failure ends the connection)."""
+
+    def __init__(self, handler: Handler, tls: ssl.SSLContext | None = None) -> None:
         self.handler = handler
+        self.tls = tls
         self.requests: list[bytes] = []
         self.connections = 0
         self.sent = 0  # bytes handlers report they sent (for the huge-answer tests)
@@ -91,7 +109,7 @@ class RawServer:
         self._threads: list[threading.Thread] = []
         self._closed = threading.Event()
         self.port = self._listener.getsockname()[1]
-        self.base_url = f"http://127.0.0.1:{self.port}/v2"
+        self.base_url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}/v2"
 
     def __enter__(self) -> RawServer:
         thread = threading.Thread(target=self._accept, daemon=True)
@@ -121,6 +139,13 @@ class RawServer:
             self._threads.append(thread)
 
     def _serve(self, conn: socket.socket) -> None:
+        if self.tls is not None:
+            try:
+                conn.settimeout(5)
+                conn = self.tls.wrap_socket(conn, server_side=True)
+            except OSError:  # the client refused the certificate, or gave up
+                conn.close()
+                return
         with conn:
             request = read_request(conn)
             self.requests.append(request)

@@ -268,3 +268,212 @@ def test_a_non_text_detail_is_shown_as_its_repr_up_to_200_characters(serve, size
     assert len(repr(detail)) == size
     text = refused_detail(serve, detail)
     assert text == (repr(detail) if size <= 200 else repr(detail)[:195] + "...'")  # a cut repr ends ...'
+
+
+# -- every input refusal word for word: the field, what is wrong, the fix ---------------------------
+def refusal(body=None, auth=AUTH, call_id="v3:x", **kwargs) -> script.TelnyxInputError:
+    with pytest.raises(script.TelnyxInputError) as info:
+        script.main(auth, call_id, {"stream_url": URL} if body is None else body, **kwargs)
+    return info.value
+
+
+def nested(levels: int) -> object:
+    value: object = "x"
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+def test_nesting_is_refused_past_8_levels_and_not_before():
+    # body is level 0, body.custom_parameters level 1: 7 more lists put "x" at level 8
+    at_8 = refusal({"stream_url": URL, "custom_parameters": nested(7)})
+    assert "nested deeper" not in str(at_8) and at_8.field.startswith("body.custom_parameters[0]")
+    error = refusal({"stream_url": URL, "custom_parameters": nested(8)})
+    field = "body.custom_parameters" + "[0]" * 8
+    assert (str(error), error.field) == (f"{field} is nested deeper than 8 levels: no streaming_start field is.", field)
+
+
+def test_nesting_counts_object_levels_too():
+    error = refusal({"stream_url": URL, "custom_parameters": [{"name": {"a": {"b": {"c": {"d": {"e": {"f": 1}}}}}}}]})
+    assert error.field == "body.custom_parameters[0].name.a.b.c.d.e.f"
+    assert str(error).endswith(" is nested deeper than 8 levels: no streaming_start field is.")
+
+
+@pytest.mark.parametrize("value", [2**53, -(2**53)])
+def test_integers_up_to_2_53_reach_the_schema(value):
+    error = refusal(
+        {"stream_url": URL, "stream_bidirectional_mode": "rtp", "stream_bidirectional_sampling_rate": value}
+    )
+    assert str(error).startswith(f"body.stream_bidirectional_sampling_rate is invalid, got {value}: use one of 8000, ")
+
+
+@pytest.mark.parametrize("value", [2**53 + 1, -(2**53) - 1])
+def test_integers_past_2_53_are_refused_by_size(value):
+    error = refusal({"stream_url": URL, "stream_bidirectional_sampling_rate": value})
+    assert str(error) == ("body.stream_bidirectional_sampling_rate is a 54-bit integer: no field takes one that large.")
+    assert error.field == "body.stream_bidirectional_sampling_rate"
+
+
+@pytest.mark.parametrize(
+    ("body", "message", "field"),
+    [
+        (
+            {"stream_url": "wss://x.example/\ud800"},
+            "body.stream_url contains a lone surrogate character, which JSON cannot carry: remove it.",
+            "body.stream_url",
+        ),
+        (
+            {"stream_url": URL, "custom_parameters": [{1: "x"}]},
+            "body.custom_parameters[0] has a key of type int: keys must be strings.",
+            "body.custom_parameters[0]",
+        ),
+        (
+            {"stream_url": b"wss://x.example"},
+            "body.stream_url is a bytes, which JSON cannot carry: use a string, number, boolean, list or object.",
+            "body.stream_url",
+        ),
+        (
+            {"stream_url": "ws://user@x.example/"},
+            "body.stream_url must be a ws:// or wss:// URL with a host, no user:password and no control "
+            "characters, got 'ws://user@x.example/'. Example: wss://your-server.example.com/media.",
+            "body.stream_url",
+        ),
+        (
+            {"stream_url": URL, "command_id": "a\tb"},
+            "body.command_id contains control characters or line breaks, got 'a\\tb': use plain text, e.g. the "
+            "webhook's data.id.",
+            "body.command_id",
+        ),
+        (
+            {"stream_url": URL, "client_state": "x" * 101},
+            "body.client_state must be base64 (Telnyx refuses plain text); encode it first. Decode it again from "
+            "data.payload.client_state of later webhooks.",
+            "body.client_state",
+        ),
+        (
+            {"stream_url": URL, "client_state": "hi there"},
+            "body.client_state must be base64 (Telnyx refuses plain text); encode it first, e.g. 'aGkgdGhlcmU='. "
+            "Decode it again from data.payload.client_state of later webhooks.",
+            "body.client_state",
+        ),
+    ],
+    ids=["surrogate", "key type", "bytes", "user in url", "command_id", "long state", "state"],
+)
+def test_body_refusals_word_for_word(body, message, field):
+    error = refusal(body)
+    assert (str(error), error.field) == (message, field)
+
+
+def test_a_client_state_of_100_characters_still_gets_an_example():
+    state = "é" * 100  # not ASCII, so not base64
+    example = repr(__import__("base64").b64encode(state.encode()).decode())
+    assert f"encode it first, e.g. {example}. " in str(refusal({"stream_url": URL, "client_state": state}))
+
+
+class Unreadable(dict):
+    def items(self):
+        raise TypeError("unhashable")
+
+
+def test_a_mapping_that_cannot_be_read_word_for_word():
+    error = refusal({"stream_url": URL, "custom_parameters": [Unreadable()]})
+    assert (str(error), error.field) == (
+        "body.custom_parameters[0] cannot be read as an object: pass a plain dict.",
+        "body.custom_parameters[0]",
+    )
+
+
+FIX_AUTH = "Pick a telnyx resource whose apiKey is your Telnyx API key (it starts with KEY)."
+FIX_ID = "Pass data.payload.call_control_id of the call.answered webhook, e.g. v3:9X2vxPDF..."
+
+
+@pytest.mark.parametrize(
+    ("auth", "message"),
+    [
+        (["KEY"], f"auth must be a telnyx resource, got list. {FIX_AUTH}"),
+        (
+            {"apiKey": "KEY01234567890ééé"},
+            "auth.apiKey contains spaces, quotes, line breaks or non-ASCII characters "
+            f"(not shown). Copy the key again. {FIX_AUTH}",
+        ),
+        (
+            {"apiKey": "KEY0123456789a"},
+            f"auth.apiKey is 14 characters: a Telnyx API key is longer. Copy the whole key. {FIX_AUTH}",
+        ),
+    ],
+)
+def test_auth_refusals_word_for_word(auth, message):
+    assert str(refusal(auth=auth)) == message
+
+
+@pytest.mark.parametrize("key", ["KEY0123456789abX", "KEYXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"])
+def test_keys_of_16_characters_and_with_any_letter_are_sent(api, key):
+    api.expect_oneshot_request("/v2/calls/v3:x/actions/streaming_start").respond_with_json({"data": {}})
+    assert script.main({"apiKey": key}, "v3:x", {"stream_url": URL}) == {"data": {}}
+
+
+@pytest.mark.parametrize(
+    ("call_id", "message"),
+    [
+        ("", f"call_control_id must be a non-empty string, got an empty string. {FIX_ID}"),
+        ("  ", f"call_control_id must be a non-empty string, got an empty string. {FIX_ID}"),
+        (None, f"call_control_id must be a non-empty string, got NoneType. {FIX_ID}"),
+        (7, f"call_control_id must be a non-empty string, got int. {FIX_ID}"),
+        ("x" * 513, f"call_control_id is 513 characters, too long for an id. {FIX_ID}"),
+    ],
+)
+def test_call_control_id_refusals_word_for_word(call_id, message):
+    assert str(refusal(call_id=call_id)) == message
+
+
+def test_a_call_control_id_of_512_characters_is_sent(api):
+    call_id = "v3:" + "x" * 509
+    api.expect_oneshot_request(f"/v2/calls/{call_id}/actions/streaming_start").respond_with_json({"data": {}})
+    assert script.main(AUTH, call_id, {"stream_url": URL}) == {"data": {}}
+
+
+def test_limits_of_600_seconds_are_accepted_and_max_retries_word_for_word(api):
+    api.expect_oneshot_request("/v2/calls/v3:x/actions/streaming_start").respond_with_json({"data": {}})
+    assert script.main(AUTH, "v3:x", {"stream_url": URL}, timeout_s=600, deadline_s=600) == {"data": {}}
+    error = refusal(max_retries=11)
+    assert (str(error), error.field) == ("max_retries must be a whole number from 0 to 10, got 11.", "max_retries")
+
+
+def test_rtp_with_its_codec_and_rate_passes_as_given():
+    body = {
+        "stream_url": URL,
+        "stream_bidirectional_mode": "rtp",
+        "stream_bidirectional_codec": "L16",
+        "stream_bidirectional_sampling_rate": 16000,
+    }
+    assert script.check_body(body) == body
+
+
+def test_the_validator_is_built_on_first_use_and_kept(monkeypatch):
+    monkeypatch.setattr(script, "_VALIDATOR", None)  # as in a fresh process (a cold start)
+    assert str(refusal({"stream_url": URL, "stream_track": "left"})).startswith(
+        'body.stream_track is invalid, got \'left\': use one of "inbound_track", "outbound_track", "both_tracks".'
+    )
+    built = script._VALIDATOR
+    assert built is not None
+    assert script.check_body({"stream_url": URL}) == {"stream_url": URL} and script._VALIDATOR is built
+
+
+def test_a_pointer_keeps_its_capital_letters(serve):
+    error = {"code": "1", "title": "Invalid", "source": {"pointer": "/X_custom/Xy"}}
+    text = api_error(serve, 422, [], json.dumps({"errors": [error]}).encode())
+    assert "\nTelnyx refused body field X_custom.Xy: Invalid\n" in text
+
+
+# -- helpers whose inputs no server or form reaches today, called directly --------------------------
+@pytest.mark.parametrize(
+    ("exc", "text"),
+    [(KeyError(), "KeyError: ()"), (ValueError("a", 2), "ValueError: ('a', 2)"), (OSError("no"), "OSError: no")],
+)
+def test_an_unforeseen_failure_keeps_its_type_and_text_only(exc, text):
+    cause = script._cause(exc)
+    assert str(cause) == text and cause.__context__ is None and cause.__cause__ is None
+
+
+def test_masking_a_value_json_cannot_carry_names_its_type():
+    assert script._masked({1j}, "KEY0123456789abcdef") == "'set'"

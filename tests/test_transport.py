@@ -1,0 +1,144 @@
+"""The transport's settings, each by what it does on the wire: TLS verification and the CA bundle
+settings, the connect timeout and the deadline while connecting, the backoff between retries, and the
+connection pool's bounds. Servers are raw sockets on 127.0.0.1 (tests/rawserver.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import ssl
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Iterator
+
+import pytest
+from conftest import AUTH, KEY, ROOT, URL
+from rawserver import RawServer, answer, keep_alive, replying
+
+import script
+
+OK = b'{"data":{"result":"ok"}}'
+KEPT_ALIVE = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 24\r\n\r\n" + OK
+CERT = ROOT / "tests" / "tls" / "127.0.0.1.pem"  # self-signed for IP 127.0.0.1, valid to 2126
+
+
+@pytest.fixture(autouse=True)
+def fresh_adapter(monkeypatch):
+    monkeypatch.setattr(script, "_ADAPTER", None)
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def tls_context() -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(CERT, ROOT / "tests" / "tls" / "127.0.0.1.key")
+    return context
+
+
+def call(**kwargs: Any) -> Any:
+    return script.main(AUTH, "v3:t", {"stream_url": URL, "command_id": "c1"}, **kwargs)
+
+
+# -- TLS: verified against the system's CAs, or REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE ----------------
+def test_a_certificate_no_ca_vouches_for_is_refused_before_the_key_is_sent(serve):
+    server = serve(replying(answer(200, [("Content-Type", "application/json")], OK)), tls=tls_context())
+    with pytest.raises(script.TelnyxConnectionError) as info:
+        call(max_retries=0)
+    assert "CERTIFICATE_VERIFY_FAILED" in str(info.value)
+    assert server.requests == []  # the handshake failed: no request, no Authorization header, was sent
+
+
+@pytest.mark.parametrize("variable", ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"])
+def test_a_ca_bundle_setting_is_the_trust_store(serve, monkeypatch, variable):
+    server = serve(replying(answer(200, [("Content-Type", "application/json")], OK)), tls=tls_context())
+    monkeypatch.setenv(variable, str(CERT))
+    assert call(max_retries=0) == {"data": {"result": "ok"}}
+    (request,) = server.requests
+    assert f"Bearer {KEY}".encode() in request
+
+
+# -- connecting: min(3.05 s, timeout_s, what is left of deadline_s) ----------------------------------
+@pytest.fixture
+def unanswered_port() -> Iterator[int]:
+    """A port whose listen queue is full: a connect to it waits, as to a host that drops packets."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    queued = []
+    for _ in range(3):
+        client = socket.socket()
+        client.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            client.connect(("127.0.0.1", port))
+        queued.append(client)
+    time.sleep(0.1)
+    yield port
+    for client in queued:
+        client.close()
+    listener.close()
+
+
+@pytest.mark.parametrize(
+    ("timeout_s", "deadline_s", "expected"),
+    [(10, 20, 3.05), (1, 20, 1.0), (10, 1, 1.0)],
+    ids=["the 3.05 s connect limit", "timeout_s", "deadline_s"],
+)
+def test_connecting_waits_the_least_of_3_05_s_timeout_and_deadline(
+    monkeypatch, unanswered_port, timeout_s, deadline_s, expected
+):
+    monkeypatch.setenv("TELNYX_BASE_URL", f"http://127.0.0.1:{unanswered_port}/v2")
+    began = time.monotonic()
+    with pytest.raises(script.TelnyxConnectionError) as info:
+        call(timeout_s=timeout_s, deadline_s=deadline_s, max_retries=0)
+    took = time.monotonic() - began
+    assert expected - 0.05 <= took < expected + 1.0, f"connecting took {took:.2f} s, expected {expected} s"
+    assert str(info.value).startswith("no answer in time (timeout or deadline) after 1 attempt(s): ConnectTimeoutError")
+
+
+# -- backoff: none before the first retry, then 0.5, 1, 2, 4 s (+ up to 0.25 s jitter), at most 4 s ---
+def test_backoff_between_retries_doubles_from_half_a_second_to_4_s(serve, monkeypatch):
+    server = serve(replying(answer(503, [("Content-Type", "application/json")], b"{}")))
+    waits: list[float] = []
+    monkeypatch.setattr(script.time, "sleep", waits.append)  # record the waits instead of sleeping them
+    with pytest.raises(script.TelnyxAPIError) as info:
+        call(max_retries=6)
+    assert info.value.attempts == 7 == server.connections
+    assert len(waits) == 6 and waits[0] == 0
+    for wait, base in zip(waits[1:4], (0.5, 1.0, 2.0)):
+        assert base <= wait <= base + 0.25
+    assert waits[4:] == [4.0, 4.0]
+
+
+def test_giving_up_before_a_backoff_the_deadline_cannot_hold_word_for_word(serve):
+    serve(replying(answer(503, [("Content-Type", "application/json")], b"{}")))
+    with pytest.raises(script.TelnyxAPIError) as info:
+        call(max_retries=5, deadline_s=0.4)  # the retry at once goes; the next one's 0.5 s would not fit
+    assert str(info.value).split("\n") == [
+        "503 {}",
+        "Gave up after 2 attempt(s): deadline_s would pass before a retry. The command may have reached Telnyx: "
+        "to run it again without risking a second stream, pass body.command_id = 'c1'.",
+        "(command_id=c1, attempts=2)",
+    ]
+
+
+# -- the pool: connections reused, at most 32 kept per host, pools for at most 4 hosts ---------------
+def test_a_burst_of_33_calls_keeps_32_connections_for_the_next(serve):
+    burst = 33
+    server = serve(keep_alive(KEPT_ALIVE, threading.Barrier(burst)))  # every answer waits for all 33
+    with ThreadPoolExecutor(burst) as pool:
+        for _ in range(2):
+            results = list(pool.map(lambda _: call(max_retries=0), range(burst)))
+            assert results == [{"data": {"result": "ok"}}] * burst
+    assert server.connections == burst + 1  # 33 opened, 32 kept and reused, 1 opened again
+
+
+def test_connections_are_kept_for_the_4_hosts_used_last(monkeypatch):
+    with contextlib.ExitStack() as stack:
+        servers = [stack.enter_context(RawServer(keep_alive(KEPT_ALIVE))) for _ in range(5)]
+        for server in [*servers[:4], servers[0], servers[4], servers[1], servers[0]]:
+            monkeypatch.setenv("TELNYX_BASE_URL", server.base_url)
+            assert call(max_retries=0) == {"data": {"result": "ok"}}
+        # the fifth host pushed out the one used longest ago (servers[1]); servers[0] was reused throughout
+        assert [s.connections for s in servers] == [1, 2, 1, 1, 1]
