@@ -477,3 +477,12 @@ def test_an_unforeseen_failure_keeps_its_type_and_text_only(exc, text):
 
 def test_masking_a_value_json_cannot_carry_names_its_type():
     assert script._masked({1j}, "KEY0123456789abcdef") == "'set'"
+
+
+def test_a_body_that_is_not_an_object_word_for_word():
+    error = refusal(["stream_url", URL])
+    assert (str(error), error.field) == (
+        'body must be an object (a JSON dict of streaming_start fields), got list. Example: {"stream_url": '
+        '"wss://example.com/media"}.',
+        "body",
+    )

@@ -108,6 +108,7 @@ def test_backoff_between_retries_doubles_from_half_a_second_to_4_s(serve, monkey
     assert len(waits) == 6 and waits[0] == 0
     for wait, base in zip(waits[1:4], (0.5, 1.0, 2.0)):
         assert base <= wait <= base + 0.25
+    assert waits[1:4] != [0.5, 1.0, 2.0]  # jittered, so many workers retrying at once spread out
     assert waits[4:] == [4.0, 4.0]
 
 
@@ -142,3 +143,13 @@ def test_connections_are_kept_for_the_4_hosts_used_last(monkeypatch):
             assert call(max_retries=0) == {"data": {"result": "ok"}}
         # the fifth host pushed out the one used longest ago (servers[1]); servers[0] was reused throughout
         assert [s.connections for s in servers] == [1, 2, 1, 1, 1]
+
+
+def test_one_retry_is_enough_to_get_a_command_id_and_both_attempts_carry_it(serve):
+    import json
+
+    answers = iter([answer(503, [], b"{}"), answer(200, [("Content-Type", "application/json")], OK)])
+    server = serve(lambda conn, request: conn.sendall(next(answers)))
+    result = script.main(AUTH, "v3:t", {"stream_url": URL}, max_retries=1)
+    ids = [json.loads(r.partition(b"\r\n\r\n")[2])["command_id"] for r in server.requests]
+    assert len(ids) == 2 and ids[0] == ids[1] == result.command_id and len(ids[0]) == 36
