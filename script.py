@@ -443,7 +443,7 @@ def _check_rules(payload: Dict[str, Any]) -> None:
     url = payload.get("stream_url")
     if url is not None and not _is_ws_url(url):
         raise TelnyxInputError(
-            f"body.stream_url must be a ws:// or wss:// URL with a host, no user:password and no "
+            f"body.stream_url must be a ws:// or wss:// URL with a host, no user or password and no "
             f"control characters, got {_show(url)}. Example: wss://your-server.example.com/media.",
             "body.stream_url",
         )

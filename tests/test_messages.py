@@ -334,7 +334,7 @@ def test_integers_past_2_53_are_refused_by_size(value):
         ),
         (
             {"stream_url": "ws://user@x.example/"},
-            "body.stream_url must be a ws:// or wss:// URL with a host, no user:password and no control "
+            "body.stream_url must be a ws:// or wss:// URL with a host, no user or password and no control "
             "characters, got 'ws://user@x.example/'. Example: wss://your-server.example.com/media.",
             "body.stream_url",
         ),
