@@ -14,9 +14,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-# ../shared beside the clone (CI lays it out so); searched upward, so a copy of the tree (mutmut's
-# mutants/ folder) finds it too
-SHARED = next(p / "shared" for p in ROOT.parents if (p / "shared" / "reference").is_dir())
+# Reference data copied into the repository (tests/reference/README.md names the source): a clone
+# alone runs every test.
+REFERENCE = ROOT / "tests" / "reference"
 
 from rawserver import RawServer  # noqa: E402
 
@@ -64,7 +64,8 @@ def receiver(tmp_path: Path) -> Iterator[Receiver]:
 def api(httpserver: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     """pytest-httpserver standing in for api.telnyx.com (for exact bytes and odd answers)."""
     monkeypatch.setenv("TELNYX_BASE_URL", httpserver.url_for("/v2"))
-    return httpserver
+    yield httpserver
+    httpserver.check()  # what failed inside the server's thread (assertions, handler errors) fails the test
 
 
 AUTH = {"apiKey": KEY}
@@ -95,6 +96,16 @@ def sent_bodies(emu: Emulator) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
+def fresh_adapter(monkeypatch):
+    """The process's adapter built anew for the test (so tests check how it is built), and closed
+    after it with its pooled sockets; the adapter from before the test comes back."""
+    monkeypatch.setattr(script, "_ADAPTER", None)
+    yield
+    if script._ADAPTER is not None:
+        script._ADAPTER.close()
+
+
+@pytest.fixture
 def serve(monkeypatch):
     """serve(handler, tls=None) -> a RawServer the script is pointed at (TELNYX_BASE_URL)."""
     servers: list[RawServer] = []
@@ -107,4 +118,4 @@ def serve(monkeypatch):
 
     yield start
     for server in servers:
-        server.__exit__(None, None, None)
+        server.__exit__(None, None, None)  # re-raises what a handler raised (other than the client hanging up)

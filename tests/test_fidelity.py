@@ -7,12 +7,12 @@ import json
 
 import jsonschema
 import pytest
-from conftest import AUTH, SHARED, URL
+from conftest import AUTH, REFERENCE, URL
 from rawserver import answer, replying
 
 import script
 
-SPEC = json.loads((SHARED / "reference" / "streaming-start.request.schema.json").read_text())
+SPEC = json.loads((REFERENCE / "streaming-start.request.schema.json").read_text())
 RTP = {"stream_bidirectional_mode": "rtp"}  # codec and rate are only used with rtp (a protective rule)
 
 ENUM_CASES = [(name, value) for name, prop in SPEC["properties"].items() if "enum" in prop for value in prop["enum"]]

@@ -12,7 +12,7 @@ from urllib.parse import unquote
 
 import jsonschema
 import pytest
-from conftest import KEY, SHARED, URL
+from conftest import KEY, REFERENCE, URL
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -44,7 +44,7 @@ def server():
 
 
 EMU: Emulator
-SPEC = json.loads((SHARED / "reference" / "streaming-start.request.schema.json").read_text())
+SPEC = json.loads((REFERENCE / "streaming-start.request.schema.json").read_text())
 SPEC_ENUMS = {name: prop["enum"] for name, prop in SPEC["properties"].items() if "enum" in prop}
 
 
