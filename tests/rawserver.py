@@ -105,6 +105,7 @@ class RawServer:
         self.requests: list[bytes] = []
         self.connections = 0
         self.sent = 0  # bytes handlers report they sent (for the huge-answer tests)
+        self.errors: list[BaseException] = []  # what handlers raised, re-raised by __exit__
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._threads: list[threading.Thread] = []
         self._closed = threading.Event()
@@ -126,6 +127,8 @@ class RawServer:
         self._listener.close()
         for thread in self._threads:
             thread.join(timeout=5)
+        if self.errors and exc[0] is None:
+            raise AssertionError(f"a handler of the raw server failed: {self.errors[0]!r}") from self.errors[0]
 
     def _accept(self) -> None:
         while not self._closed.is_set():
@@ -153,3 +156,5 @@ class RawServer:
                 self.handler(conn, request)
             except OSError:  # the client gave up (the point of most of these tests)
                 pass
+            except BaseException as error:  # a broken handler is the test's failure, not a silent thread
+                self.errors.append(error)

@@ -27,10 +27,7 @@ OK = b'{"data":{"result":"ok"}}'
 THREE = (script.TelnyxInputError, script.TelnyxAPIError, script.TelnyxConnectionError)
 
 
-@pytest.fixture(autouse=True)
-def fresh_adapter(monkeypatch):
-    """Each test builds the process's adapter anew, so these tests check how it is built too."""
-    monkeypatch.setattr(script, "_ADAPTER", None)
+pytestmark = pytest.mark.usefixtures("fresh_adapter")  # each test builds the adapter anew (conftest)
 
 
 def run(**kwargs: Any) -> tuple[Any, float]:

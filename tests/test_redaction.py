@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 
 import pytest
 from conftest import KEY, URL, everything_said
@@ -51,6 +52,13 @@ def test_no_key_in_input_errors(api, auth, body):
     assert KEY not in everything_said(info.value)
 
 
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def test_unreachable_host_message_has_no_key(monkeypatch, caplog):
     caplog.set_level(logging.DEBUG)
     monkeypatch.setenv("TELNYX_BASE_URL", "http://127.0.0.1:9/v2")
@@ -59,8 +67,9 @@ def test_unreachable_host_message_has_no_key(monkeypatch, caplog):
     assert KEY not in everything_said(info.value) + caplog.text
 
 
-def test_connection_error_keeps_no_request_with_the_key():
+def test_connection_error_keeps_no_request_with_the_key(monkeypatch):
     """`from None` only hides the context: the error must not hold the prepared request at all."""
+    monkeypatch.setenv("TELNYX_BASE_URL", f"http://127.0.0.1:{closed_port()}/v2")  # refused, on this machine
     with pytest.raises(script.TelnyxConnectionError) as info:
         script.main({"apiKey": KEY}, "v3:x", {"stream_url": URL}, max_retries=0)
     error = info.value

@@ -76,9 +76,23 @@ def test_form_shape():
     assert "'rtp'" in body["properties"]["stream_bidirectional_codec"]["description"]
 
 
-def test_validator_uses_the_form_schema():
-    assert script._validator().schema is script.ARG_FIELDS["body"]
-    assert json.loads(SCHEMA.read_text())["properties"]["body"]["properties"] == script.BODY_FIELDS
+def test_the_validator_enforces_the_stored_form():
+    """Every enum, type and length limit of the stored form's body is refused when broken, naming the field."""
+    body = json.loads(SCHEMA.read_text())["properties"]["body"]
+    checked = 0
+    for name, prop in body["properties"].items():
+        broken = []
+        if "enum" in prop:
+            broken.append("no-such-value" if prop["type"] == "string" else 12345)
+        if "maxLength" in prop:
+            broken.append("x" * (prop["maxLength"] + 1))
+        broken.append({"not": "this type"} if prop["type"] != "object" else ["not", "an object"])
+        for value in broken:
+            with pytest.raises(script.TelnyxInputError) as info:
+                script.check_body({"stream_url": URL, "stream_bidirectional_mode": "rtp", name: value})
+            assert info.value.field.startswith(f"body.{name}"), (name, value, info.value.field)
+            checked += 1
+    assert checked == 13 + 6 + 1  # a type per field, an enum value for 6, a length for 1
 
 
 def test_windmill_inference_is_a_fixed_point():

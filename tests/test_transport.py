@@ -24,8 +24,7 @@ CERT = ROOT / "tests" / "tls" / "127.0.0.1.pem"  # self-signed for IP 127.0.0.1,
 
 
 @pytest.fixture(autouse=True)
-def fresh_adapter(monkeypatch):
-    monkeypatch.setattr(script, "_ADAPTER", None)
+def clean_environment(fresh_adapter, monkeypatch):
     for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
 
@@ -98,18 +97,25 @@ def test_connecting_waits_the_least_of_3_05_s_timeout_and_deadline(
 
 
 # -- backoff: none before the first retry, then 0.5, 1, 2, 4 s (+ up to 0.25 s jitter), at most 4 s ---
-def test_backoff_between_retries_doubles_from_half_a_second_to_4_s(serve, monkeypatch):
-    server = serve(replying(answer(503, [("Content-Type", "application/json")], b"{}")))
-    waits: list[float] = []
-    monkeypatch.setattr(script.time, "sleep", waits.append)  # record the waits instead of sleeping them
+def test_backoff_between_retries_doubles_from_half_a_second_to_4_s(serve):
+    """The waits as the server sees them: the gaps between the attempts' arrivals (nothing patched)."""
+    arrivals: list[float] = []
+
+    def handler(conn, request):
+        arrivals.append(time.monotonic())
+        conn.sendall(answer(503, [("Content-Type", "application/json")], b"{}"))
+
+    server = serve(handler)
     with pytest.raises(script.TelnyxAPIError) as info:
-        call(max_retries=6)
-    assert info.value.attempts == 7 == server.connections
-    assert len(waits) == 6 and waits[0] == 0
-    for wait, base in zip(waits[1:4], (0.5, 1.0, 2.0)):
-        assert base <= wait <= base + 0.25
-    assert waits[1:4] != [0.5, 1.0, 2.0]  # jittered, so many workers retrying at once spread out
-    assert waits[4:] == [4.0, 4.0]
+        call(max_retries=5, deadline_s=30)
+    assert info.value.attempts == 6 == server.connections == len(arrivals)
+    gaps = [later - earlier for earlier, later in zip(arrivals, arrivals[1:])]
+    slack = 0.15  # one attempt's own time on a loaded machine
+    assert gaps[0] < slack  # the first retry goes at once
+    for gap, base in zip(gaps[1:4], (0.5, 1.0, 2.0)):
+        assert base <= gap <= base + 0.25 + slack, gaps
+    assert max(gap - base for gap, base in zip(gaps[1:4], (0.5, 1.0, 2.0))) > 0.01, gaps  # jittered: workers spread out
+    assert 4.0 <= gaps[4] <= 4.0 + slack, gaps  # the cap holds, jitter included
 
 
 def test_giving_up_before_a_backoff_the_deadline_cannot_hold_word_for_word(serve):
