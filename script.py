@@ -1,5 +1,5 @@
 # /// script
-# requires-python = ">=3.9"
+# requires-python = ">=3.10"
 # dependencies = [
 #   "requests>=2.32.4,<3",
 #   "urllib3>=2.6.0,<3",

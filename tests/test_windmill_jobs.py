@@ -1,17 +1,20 @@
 """script.py run as Windmill runs it (tests/windmill/harness.py): jobs from the run form and from
 flow steps, in a process with only the packages of the lock, against the emulator on 127.0.0.1.
-Run with the shipped lock (deploy/) and with the lowest versions the PEP 723 header allows."""
+Run with the shipped lock (deploy/) and with the lowest versions the PEP 723 header allows, each on
+every CPython Windmill runs scripts on (3.10 to 3.13)."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
 import pytest
 from conftest import KEY, ROOT, URL
 from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 from packaging.version import Version
-from windmill.harness import PYTHON, Worker, form_run, site
+from windmill.harness import Worker, form_run, pythons, site
 
 from emulator import Emulator
 
@@ -37,14 +40,47 @@ def server():
         yield emu
 
 
-@pytest.fixture(scope="module", params=list(LOCKS))
+PYTHONS = pythons()
+
+
+def interpreter(version: str) -> str:
+    python = PYTHONS[version]
+    if python is None:
+        message = (
+            f"no CPython {version} on this machine (Windmill runs scripts on it): install it with pyenv, or "
+            f"set WINDMILL_PYTHONS='{version}=/path/to/python{version}'"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(message)  # CI must prove every version
+        pytest.skip(message)
+    return python
+
+
+@pytest.fixture(scope="module", params=[(lock, v) for lock in LOCKS for v in PYTHONS], ids="-".join)
 def worker(request, server):
+    lock, version = request.param
+    python = interpreter(version)
     return Worker(
-        site(LOCKS[request.param]),
+        site(LOCKS[lock], python),
         env={"TELNYX_BASE_URL": server.base_url},
         resources={RESOURCE: {"apiKey": KEY}},
         variables={"u/admin/stream_token": TOKEN},
+        python=python,
     )
+
+
+def test_each_worker_runs_the_python_it_names(worker):
+    done = subprocess.run(
+        [worker.python, "-S", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True, text=True
+    )
+    assert worker.python.endswith("python" + done.stdout.strip()) and done.stdout.strip() in PYTHONS
+
+
+def test_requires_python_is_what_is_tested():
+    header = (ROOT / "script.py").read_text().split("# ///")[1]
+    (line,) = [line for line in header.splitlines() if "requires-python" in line]
+    allowed = SpecifierSet(line.split("=", 1)[1].strip().strip('"'))
+    assert [v for v in ("3.9", *PYTHONS, "3.14") if f"{v}.0" in allowed] == [*PYTHONS, "3.14"]
 
 
 def form(call: str, **typed) -> dict:
@@ -85,12 +121,12 @@ def test_what_the_form_sends_now_for_an_untouched_body():
 
 def test_the_job_process_has_only_the_locks_packages(worker):
     done = subprocess.run(
-        [PYTHON, "-S", "-s", "-c", "import requests"], env={"PATH": "/usr/bin:/bin"}, capture_output=True
+        [worker.python, "-S", "-s", "-c", "import requests"], env={"PATH": "/usr/bin:/bin"}, capture_output=True
     )
     assert done.returncode != 0, "requests is importable without the lock: the harness would prove nothing"
     job = subprocess.run(
         [
-            PYTHON,
+            worker.python,
             "-S",
             "-s",
             "-c",

@@ -1,8 +1,11 @@
 """A Windmill worker in miniature, written from ../shared/reference/windmill-runtime.md: it runs
 script.py the way a worker runs a Python job, in a process that has only the packages of a lock.
 
-- `site(lock)`: the lock's pinned requirements installed one by one with ``--no-deps --target``
-  (as the worker installs them), cached per lock under tests/windmill/.sites/.
+- `site(lock, python)`: the lock's pinned requirements installed one by one with ``--no-deps --target``
+  (as the worker installs them) by that interpreter's pip, cached per lock and Python under
+  tests/windmill/.sites/.
+- `pythons()`: the CPython versions Windmill runs scripts on (3.10 to 3.13), as interpreters found on
+  this machine (pyenv's, or ``WINDMILL_PYTHONS``).
 - `Worker.run(args)`: one job. ``$res:`` and ``$var:`` strings are resolved (at any depth), the
   script is written as a module into a fresh job folder with a generated ``wrapper.py`` that reads
   ``args.json``, drops null arguments that have a default in ``main``'s signature (as Windmill's
@@ -18,6 +21,7 @@ folder; no site-packages at all, ``-S``) and the variables the worker group pass
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -33,7 +37,24 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 MODULE = "streaming_start"  # the script's module name in the job folder (f/telnyx/streaming_start)
 PYTHON = getattr(sys, "_base_executable", sys.executable)  # the interpreter, not the dev venv
+# Windmill runs Python scripts on CPython 3.10 and newer (3.9 is refused): backend/windmill-worker/src/
+# python_versions.rs. 3.11 is the instance default, 3.12 "latest stable", 3.13 selectable.
+WINDMILL_PYTHONS = ("3.10", "3.11", "3.12", "3.13")
 
+
+def pythons() -> dict[str, str | None]:
+    """Each Windmill Python version -> an interpreter of it on this machine, or None when there is none.
+    ``WINDMILL_PYTHONS="3.10=/path/python3.10 3.11=..."`` overrides; otherwise pyenv's versions (the
+    machine image has them) and then ``python3.X`` on PATH are used."""
+    given = dict(pair.split("=", 1) for pair in os.environ.get("WINDMILL_PYTHONS", "").split())
+    root = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
+    found: dict[str, str | None] = {}
+    for version in WINDMILL_PYTHONS:
+        candidates = [given.get(version)]
+        candidates += sorted(glob.glob(f"{root}/versions/{version}.*/bin/python{version}"), reverse=True)
+        candidates.append(shutil.which(f"python{version}"))
+        found[version] = next((c for c in candidates if c and os.access(c, os.X_OK)), None)
+    return found
 WRAPPER = """\
 import json, math, os, sys, traceback
 from {module} import main
@@ -76,15 +97,19 @@ else:
 """
 
 
-def site(lock: Path) -> Path:
-    """The lock's packages, each installed with --no-deps into one target folder (cached)."""
-    digest = hashlib.sha256(lock.read_bytes() + sys.version.encode()).hexdigest()[:16]
+def site(lock: Path, python: str = PYTHON) -> Path:
+    """The lock's packages, each installed with --no-deps into one target folder by ``python``'s pip
+    (its wheels are the ones that interpreter can load; cached)."""
+    version = subprocess.run(
+        [python, "-c", "import sys; print(sys.version)"], capture_output=True, text=True, check=True
+    ).stdout
+    digest = hashlib.sha256(lock.read_bytes() + version.encode()).hexdigest()[:16]
     target = HERE / ".sites" / f"{lock.stem}-{digest}"
     if not (target / ".complete").exists():
         shutil.rmtree(target, ignore_errors=True)
         subprocess.run(
             [
-                sys.executable,
+                python,
                 "-m",
                 "pip",
                 "install",
@@ -131,6 +156,7 @@ class Worker:
     variables: dict[str, str] = field(default_factory=dict)
     script: Path = ROOT / "script.py"
     step_id: str | None = None
+    python: str = PYTHON  # the interpreter the worker runs jobs on
 
     def __post_init__(self) -> None:
         self._defaulted = defaulted_arguments(self.script)
@@ -170,7 +196,7 @@ class Worker:
 
     def _spawn(self, folder: Path, stdin: str | None = None) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [PYTHON, "-S", "-s", "wrapper.py"],
+            [self.python, "-S", "-s", "wrapper.py"],
             cwd=folder,
             env=self._environment(folder),
             input=stdin,
