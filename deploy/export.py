@@ -1,22 +1,28 @@
-"""Write what `wmill sync push` reads for this script and its resource type (dev-only).
+"""Add this project's Windmill items to a workspace folder, touching nothing else (dev-only).
 
     python -m deploy.export DIR      (or ./dev windmill-export DIR)
 
-DIR becomes a Windmill workspace folder, as `wmill sync pull` lays one out (windmill-cli 1.819):
-  wmill.yaml                                   sync settings (the defaults, YAML mode)
-  telnyx.resource-type.yaml                    the `telnyx` resource type (resource types live at the root)
-  f/telnyx/streaming_start.py                  script.py, unchanged
-  f/telnyx/streaming_start.script.yaml         summary, description, kind, the full form (script.schema.json)
-                                               and `lock: '!inline f/telnyx/streaming_start.script.lock'`
-  f/telnyx/streaming_start.script.lock         pinned requirements (deploy/streaming_start.script.lock)
-Then `cd DIR && wmill sync push` deploys it with the full form. JSON is valid YAML: the .yaml files
-are written as JSON, which windmill-cli's YAML parser reads unchanged.
+DIR is a new folder or one you already sync with windmill-cli. Only these files are written (the
+layout `wmill sync pull` uses, windmill-cli 1.819):
+  telnyx.resource-type.yaml                the `telnyx` resource type (resource types live at the root)
+  f/telnyx/folder.meta.yaml                the folder (only when DIR has none: yours is never replaced)
+  f/telnyx/streaming_start.py              script.py, unchanged
+  f/telnyx/streaming_start.script.yaml     summary, description, kind, the full form (script.schema.json)
+                                           and `lock: '!inline f/telnyx/streaming_start.script.lock'`
+  f/telnyx/streaming_start.script.lock     pinned requirements (deploy/streaming_start.script.lock)
+`wmill.yaml` is never written: the per-item push commands the README gives do not need one, and a
+synced folder's own settings stay as they are. When that wmill.yaml's `includes`/`excludes` would
+keep these files out of the user's own `wmill sync push`, the export says what to add.
+
+Deploy with the per-item commands (README, "Add it to Windmill"), never `wmill sync push` from a
+folder that holds only these files: sync push deletes every remote item missing locally.
+JSON is valid YAML: the .yaml files are written as JSON, which windmill-cli's YAML parser reads.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
+import re
 import sys
 from pathlib import Path
 
@@ -28,35 +34,102 @@ DESCRIPTION = (
     "Start streaming a live call's audio to your WebSocket server (Telnyx Call Control "
     "streaming_start): checks before sending, safe retries with one command_id, a deadline, clear errors."
 )
+# The folder's metadata: empty on purpose. windmill-cli's `folder push` creates the folder from it
+# when it is missing and compares it key by key with a folder that exists (isSuperset): with no keys
+# there is nothing to update, so the owners, permissions and summary of an existing f/telnyx stay.
+FOLDER_META = "{}\n"
+DEPLOY_COMMANDS = [
+    "wmill folder push telnyx",
+    "wmill resource-type push telnyx.resource-type.yaml telnyx",
+    f"wmill script push {FOLDER}/{NAME}.py",
+]
 
 
-def export(target: Path) -> list[Path]:
-    """Write the workspace files into ``target``; return them."""
-    script_dir = target / FOLDER
-    script_dir.mkdir(parents=True, exist_ok=True)
-    lock_path = f"{FOLDER}/{NAME}.script.lock"
+def files() -> dict[str, str]:
+    """Each file this project owns in a workspace folder -> its text."""
     metadata = {
         "summary": SUMMARY,
         "description": DESCRIPTION,
-        "lock": f"!inline {lock_path}",
+        "lock": f"!inline {FOLDER}/{NAME}.script.lock",
         "kind": "script",
         "schema": json.loads((ROOT / "script.schema.json").read_text()),
     }
     resource_type = json.loads((ROOT / "resource_types" / "telnyx.resource-type.json").read_text())
-    files = {
-        target / "wmill.yaml": json.dumps({"defaultTs": "bun", "includes": ["f/**"], "excludes": []}, indent=2),
-        target / "telnyx.resource-type.yaml": json.dumps(resource_type, indent=2, ensure_ascii=False),
-        script_dir / f"{NAME}.script.yaml": json.dumps(metadata, indent=2, ensure_ascii=False),
-        script_dir / f"{NAME}.script.lock": (ROOT / "deploy" / f"{NAME}.script.lock").read_text(),
+    return {
+        "telnyx.resource-type.yaml": json.dumps(resource_type, indent=2, ensure_ascii=False) + "\n",
+        f"{FOLDER}/{NAME}.py": (ROOT / "script.py").read_text(encoding="utf-8"),
+        f"{FOLDER}/{NAME}.script.yaml": json.dumps(metadata, indent=2, ensure_ascii=False) + "\n",
+        f"{FOLDER}/{NAME}.script.lock": (ROOT / "deploy" / f"{NAME}.script.lock").read_text(),
     }
-    for path, text in files.items():
-        path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
-    shutil.copyfile(ROOT / "script.py", script_dir / f"{NAME}.py")
-    return [*files, script_dir / f"{NAME}.py"]
+
+
+def export(target: Path) -> dict[str, str]:
+    """Write this project's files into ``target``; return each path -> "added", "updated" or "unchanged"."""
+    done: dict[str, str] = {}
+    wanted = files()
+    meta = target / FOLDER / "folder.meta.yaml"
+    if meta.exists() and meta.read_text(encoding="utf-8") != FOLDER_META:
+        done[f"{FOLDER}/folder.meta.yaml"] = "kept (yours)"  # its owners and permissions stay as they are
+    else:
+        wanted[f"{FOLDER}/folder.meta.yaml"] = FOLDER_META
+    for relative, text in wanted.items():
+        path = target / relative
+        old = path.read_text(encoding="utf-8") if path.is_file() else None
+        if old == text:
+            done[relative] = "unchanged"
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        done[relative] = "added" if old is None else "updated"
+    return done
+
+
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """A windmill-cli include/exclude glob (minimatch: ** any path, * one segment) as a regex."""
+    parts = re.split(r"(\*\*/?|\*|\?)", pattern)
+    regex = "".join(
+        ".*" if p.startswith("**") else "[^/]*" if p == "*" else "[^/]" if p == "?" else re.escape(p) for p in parts
+    )
+    return re.compile(regex + r"\Z")
+
+
+def left_out(target: Path, paths: list[str]) -> list[str]:
+    """The paths a `wmill sync push` from ``target`` would not carry, as its wmill.yaml says."""
+    config_path = target / "wmill.yaml"
+    if not config_path.is_file():
+        return []
+    import yaml  # dev-only (requirements-dev.txt): the user's wmill.yaml is real YAML
+
+    config = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+    includes = config.get("includes") or ["f/**"]  # windmill-cli's default
+    excludes = config.get("excludes") or []
+    matches = lambda path, globs: any(glob_regex(g).match(path) for g in globs)  # noqa: E731
+    return [
+        p
+        for p in paths
+        if p.startswith("f/") and (not matches(p, includes) or matches(p, excludes))  # resource types: their own rule
+    ]
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m deploy.export DIR   (./dev windmill-export DIR)", file=sys.stderr)
+        return 2
+    target = Path(argv[0]).expanduser()
+    done = export(target)
+    for path, what in done.items():
+        print(f"{what:>12}  {target / path}")
+    outside = left_out(target, [p for p in done if p.startswith("f/")])
+    if outside:
+        print(
+            f"\nnote: {target / 'wmill.yaml'} keeps {', '.join(outside)} out of `wmill sync push`: add "
+            f"'{FOLDER}/**' to its includes (and remove what excludes them), or deploy with the commands below."
+        )
+    print(f"\nDeploy these items only (nothing else in the workspace is touched):\n  cd {target}")
+    for command in DEPLOY_COMMANDS:
+        print(f"  {command}")
+    return 0
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m deploy.export DIR")
-    for written in export(Path(sys.argv[1])):
-        print(written)
+    sys.exit(main(sys.argv[1:]))

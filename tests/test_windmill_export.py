@@ -1,11 +1,15 @@
-"""./dev windmill-export writes what `wmill sync push` reads, and it is what this repo ships."""
+"""./dev windmill-export writes what windmill-cli reads, and it is what this repo ships; ./dev checks
+its Python first."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT
 from test_schema import infer
 
@@ -33,7 +37,8 @@ def test_the_export_is_the_shipped_script_form_lock_and_resource_type(tmp_path):
     assert script["kind"] == "script" and script["summary"].startswith("Telnyx") and script["description"]
     shipped = json.loads((ROOT / "resource_types" / "telnyx.resource-type.json").read_text())
     assert workspace["resourceTypes"] == {"telnyx": shipped}
-    assert "f/**" in workspace["config"]["includes"]
+    assert workspace["config"] is None  # no wmill.yaml: a synced folder's own settings are never replaced
+    assert (tmp_path / "f" / "telnyx" / "folder.meta.yaml").read_text() == "{}\n"  # windmill-cli needs one
     # Windmill's parser keeps the exported form when it re-reads the exported script
     exported = tmp_path / "f" / "telnyx"
     (tmp_path / "stored.schema.json").write_text(json.dumps(script["schema"]))
@@ -46,3 +51,22 @@ def test_the_dev_command_writes_the_same_files(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert read_as_wmill(tmp_path)["scripts"]["f/telnyx/streaming_start"]["content"] == (ROOT / "script.py").read_text()
+
+
+def test_dev_says_which_python_it_needs_before_anything_else(tmp_path):
+    """On a Python older than 3.11, ./dev stops with one line instead of failing inside pip."""
+    from windmill.harness import pythons
+
+    old = pythons()["3.10"]
+    if old is None:
+        pytest.skip("no CPython 3.10 on this machine")
+    shutil.copyfile(ROOT / "dev", tmp_path / "dev")
+    (tmp_path / "dev").chmod(0o755)
+    done = subprocess.run(
+        [str(tmp_path / "dev"), "test"], env={**os.environ, "PYTHON": old}, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr == (
+        "./dev needs Python 3.11 or newer with venv (found: Python 3.10); run it as PYTHON=python3.12 ./dev test\n"
+    )
+    assert not (tmp_path / ".venv").exists()

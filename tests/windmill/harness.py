@@ -55,6 +55,8 @@ def pythons() -> dict[str, str | None]:
         candidates.append(shutil.which(f"python{version}"))
         found[version] = next((c for c in candidates if c and os.access(c, os.X_OK)), None)
     return found
+
+
 WRAPPER = """\
 import json, math, os, sys, traceback
 from {module} import main

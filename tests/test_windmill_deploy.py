@@ -1,0 +1,206 @@
+"""The README's deploy commands, run with the real windmill-cli (npm, pinned in tests/windmill) against
+a local stand-in for Windmill's API (tests/windmill/standin.py): they create or update this project's
+items only, send no delete and write to no other item, also in a workspace that holds other things."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+from windmill.standin import StandIn, Workspace
+
+WMILL = ROOT / "tests" / "windmill" / "node_modules" / ".bin" / "wmill"
+OURS = {  # every write the deploy may send: to these items, nothing else
+    ("POST", "/api/w/test/folders/create"),
+    ("POST", "/api/w/test/folders/update/telnyx"),
+    ("POST", "/api/w/test/resources/type/create"),
+    ("POST", "/api/w/test/resources/type/update/telnyx"),
+    ("POST", "/api/w/test/scripts/create"),
+}
+
+
+def readme_commands() -> list[str]:
+    """The deploy block of README.md, as a user copies it."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split("<!-- deploy-commands", 1)[1].split("```", 2)[1]
+    return [line.split("  #")[0].strip() for line in block.strip().splitlines() if line.strip()]
+
+
+def deploy(folder: Path, api: StandIn) -> list[subprocess.CompletedProcess]:
+    """Run the README's block in ``folder`` (its `~/my-workspace`), windmill-cli pointed at the stand-in."""
+    if not WMILL.exists():
+        pytest.fail("windmill-cli is not installed: run ./dev test (it runs npm ci in tests/windmill)")
+    done = []
+    for command in readme_commands():
+        words = shlex.split(command.replace("~/my-workspace", str(folder)))
+        if words[0] == "cd":
+            assert Path(words[1]) == folder
+            continue
+        if words[:2] == ["./dev", "windmill-export"]:  # ./dev itself: test_the_dev_command_writes_the_same_files
+            words = [sys.executable, "-m", "deploy.export", *words[2:]]
+            cwd = ROOT
+        else:
+            assert words[0] == "wmill", command
+            words = [str(WMILL), *words[1:], "--base-url", api.base_url, "--workspace", "test", "--token", "t0k3n"]
+            words += ["--config-dir", str(folder.parent / "wmill-config")]
+            cwd = folder
+        run = subprocess.run(
+            words, cwd=cwd, capture_output=True, text=True, timeout=120, env={**os.environ, "NO_COLOR": "1"}
+        )
+        assert run.returncode == 0, f"{command}\n{run.stdout}\n{run.stderr}"
+        done.append(run)
+    return done
+
+
+def test_the_readme_deploys_with_per_item_commands_only():
+    commands = readme_commands()
+    assert commands[0] == "./dev windmill-export ~/my-workspace" and commands[1] == "cd ~/my-workspace"
+    assert all(c.startswith("wmill ") for c in commands[2:]) and len(commands) >= 5
+    assert not [c for c in commands if "sync" in c.split()], "sync push deletes what the folder lacks"
+
+
+def expected_script() -> dict:
+    return {
+        "content": (ROOT / "script.py").read_text(),
+        "schema": json.loads((ROOT / "script.schema.json").read_text()),
+        "lock": (ROOT / "deploy" / "streaming_start.script.lock").read_text(),
+        "language": "python3",
+        "kind": "script",
+    }
+
+
+def test_a_new_workspace_gets_the_folder_the_resource_type_and_the_script(tmp_path):
+    folder = tmp_path / "my-workspace"
+    with StandIn() as api:
+        deploy(folder, api)
+    assert not api.unknown, api.unknown
+    assert set(api.writes()) <= OURS and not [r for r in api.requests if r.method == "DELETE"]
+    ws = api.workspace
+    assert set(ws.folders) == {"telnyx"} and ws.folders["telnyx"]["name"] == "telnyx"
+    shipped = json.loads((ROOT / "resource_types" / "telnyx.resource-type.json").read_text())
+    assert ws.resource_types == {"telnyx": {"name": "telnyx", **shipped}}
+    assert list(ws.scripts) == ["f/telnyx/streaming_start"]
+    script = ws.scripts["f/telnyx/streaming_start"]
+    for key, value in expected_script().items():
+        assert script[key] == value, key
+    assert script["summary"].startswith("Telnyx") and script["description"]
+    assert not (folder / "wmill.yaml").exists()  # the export writes none; the commands need none
+
+
+def crowded_workspace() -> Workspace:
+    """A workspace in use: other scripts, flows, resources, resource types, and an f/telnyx of its own."""
+    return Workspace(
+        folders={
+            "telnyx": {"name": "telnyx", "owners": ["u/alice"], "extra_perms": {"g/ops": True}, "summary": "Ours"},
+            "billing": {"name": "billing", "owners": ["u/bob"], "extra_perms": {}, "summary": None},
+        },
+        scripts={
+            "f/telnyx/hangup": {"path": "f/telnyx/hangup", "content": "def main(): pass", "hash": "h1"},
+            "f/billing/charge": {"path": "f/billing/charge", "content": "def main(): pass", "hash": "h2"},
+            "u/alice/scratch": {"path": "u/alice/scratch", "content": "def main(): pass", "hash": "h3"},
+            "f/telnyx/streaming_start": {
+                "path": "f/telnyx/streaming_start",
+                "content": "# an older version\ndef main(): pass",
+                "hash": "old",
+                "summary": "old",
+                "description": "",
+                "language": "python3",
+                "kind": "script",
+                "extra_perms": {"u/carol": False},
+            },
+        },
+        flows={"f/billing/nightly": {"path": "f/billing/nightly", "summary": "", "value": {"modules": []}}},
+        resource_types={
+            "postgresql": {"name": "postgresql", "schema": {"type": "object"}, "description": "db"},
+            "telnyx": {"name": "telnyx", "schema": {"type": "object", "properties": {}}, "description": "old"},
+        },
+        resources={"u/alice/telnyx": {"path": "u/alice/telnyx", "resource_type": "telnyx", "value": {"apiKey": "K"}}},
+    )
+
+
+def test_a_workspace_in_use_keeps_everything_but_our_items(tmp_path):
+    folder = tmp_path / "my-workspace"
+    # a folder the user already syncs: their settings, their scripts, their own f/telnyx files
+    mine = {
+        "wmill.yaml": "defaultTs: deno\nincludes:\n  - f/**\nskipVariables: true\n",
+        "f/billing/charge.py": "def main(): pass\n",
+        "f/telnyx/hangup.py": "def main(): pass\n",
+        "f/telnyx/folder.meta.yaml": "summary: Ours\nowners:\n  - u/alice\nextra_perms:\n  g/ops: true\n",
+    }
+    for relative, text in mine.items():
+        (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+        (folder / relative).write_text(text)
+    before = crowded_workspace()
+    with StandIn(copy.deepcopy(before)) as api:
+        deploy(folder, api)
+        first = list(api.requests)
+        deploy(folder, api)  # deploying again changes nothing else either
+    assert not api.unknown, api.unknown
+    assert not [r for r in api.requests if r.method == "DELETE"]
+    assert set(api.writes()) <= OURS, api.writes()
+    for request in api.requests:
+        if request.method == "POST" and request.path.endswith("/scripts/create"):
+            assert request.body["path"] == "f/telnyx/streaming_start"
+        if request.method == "POST" and "/resources/type/" in request.path:
+            assert request.body.get("name", "telnyx") == "telnyx"
+    ws = api.workspace
+    assert ws.folders == before.folders  # f/telnyx's owners, permissions and summary untouched
+    assert {p: s for p, s in ws.scripts.items() if p != "f/telnyx/streaming_start"} == {
+        p: s for p, s in before.scripts.items() if p != "f/telnyx/streaming_start"
+    }
+    assert ws.flows == before.flows and ws.resources == before.resources
+    assert ws.resource_types["postgresql"] == before.resource_types["postgresql"]
+    updated = ws.scripts["f/telnyx/streaming_start"]
+    for key, value in expected_script().items():
+        assert updated[key] == value, key
+    assert updated["extra_perms"] == {} or "extra_perms" not in first[-1].body  # no permission call was made
+    assert not [r for r in api.requests if "acl" in r.path or "perms" in r.path]
+    for relative, text in mine.items():  # the user's files, byte for byte
+        assert (folder / relative).read_text() == text, relative
+
+
+def test_the_export_adds_only_its_files_and_says_what_wmill_yaml_lacks(tmp_path):
+    (tmp_path / "f" / "mine").mkdir(parents=True)
+    (tmp_path / "f" / "mine" / "job.py").write_text("def main(): pass\n")
+    settings = "defaultTs: deno\nincludes:\n  - f/mine/**\nexcludes: []\nskipVariables: true\n"
+    (tmp_path / "wmill.yaml").write_text(settings)
+    done = subprocess.run(
+        [sys.executable, "-m", "deploy.export", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "wmill.yaml").read_text() == settings
+    assert (tmp_path / "f" / "mine" / "job.py").read_text() == "def main(): pass\n"
+    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert written == [
+        "f/mine/job.py",
+        "f/telnyx/folder.meta.yaml",
+        "f/telnyx/streaming_start.py",
+        "f/telnyx/streaming_start.script.lock",
+        "f/telnyx/streaming_start.script.yaml",
+        "telnyx.resource-type.yaml",
+        "wmill.yaml",
+    ]
+    assert re.search(
+        r"note: .*wmill\.yaml keeps f/telnyx/streaming_start\.py.* add 'f/telnyx/\*\*' to its includes", done.stdout
+    )
+    # with f/** included there is nothing to say
+    (tmp_path / "wmill.yaml").write_text("includes:\n  - f/**\n")
+    again = subprocess.run(
+        [sys.executable, "-m", "deploy.export", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert "note:" not in again.stdout and "unchanged" in again.stdout
+    # an exclude that covers it is named too
+    (tmp_path / "wmill.yaml").write_text("includes:\n  - f/**\nexcludes:\n  - f/telnyx/*.py\n")
+    excluded = subprocess.run(
+        [sys.executable, "-m", "deploy.export", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert "keeps f/telnyx/streaming_start.py out" in excluded.stdout
+    assert "streaming_start.script.yaml" not in excluded.stdout.split("note:")[1].split("add")[0]

@@ -1,0 +1,161 @@
+"""A stand-in for Windmill's HTTP API on 127.0.0.1, for running the real windmill-cli against it.
+
+It keeps one workspace's folders, scripts, flows, resource types and resources in memory, answers the
+routes windmill-cli 1.819 calls for the per-item push commands (the shapes follow Windmill's OpenAPI
+spec, backend/windmill-api/openapi.yaml, and what windmill-cli's bundle reads of each answer), and
+records every request. A route it does not know is recorded too and answered 404, so a test sees
+every call the CLI made, including ones nobody expected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+USER = {
+    "email": "admin@windmill.dev",
+    "username": "admin",
+    "is_admin": True,
+    "is_super_admin": True,
+    "operator": False,
+    "disabled": False,
+    "groups": [],
+    "folders": [],
+    "folders_owners": [],
+}
+
+
+@dataclass
+class Request:
+    method: str
+    path: str  # without the query
+    query: str
+    body: Any  # parsed JSON, or the raw text
+
+
+@dataclass
+class Workspace:
+    folders: dict[str, dict[str, Any]] = field(default_factory=dict)
+    scripts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    flows: dict[str, dict[str, Any]] = field(default_factory=dict)
+    resource_types: dict[str, dict[str, Any]] = field(default_factory=dict)
+    resources: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def snapshot(self) -> str:
+        return json.dumps(self.__dict__, sort_keys=True)
+
+
+class StandIn:
+    """``with StandIn(workspace) as api:`` then ``wmill ... --base-url api.base_url --workspace test``."""
+
+    WORKSPACE = "test"
+
+    def __init__(self, workspace: Workspace | None = None) -> None:
+        self.workspace = workspace or Workspace()
+        self.requests: list[Request] = []
+        self.unknown: list[Request] = []
+        self._lock = threading.Lock()
+        standin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _serve(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                raw = self.rfile.read(length).decode() if length else ""
+                try:
+                    body: Any = json.loads(raw) if raw else None
+                except ValueError:
+                    body = raw
+                parts = urlsplit(self.path)
+                request = Request(self.command, unquote(parts.path), parts.query, body)
+                with standin._lock:
+                    standin.requests.append(request)
+                    status, answer = standin.route(request)
+                data = answer.encode() if isinstance(answer, str) else json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "text/plain" if isinstance(answer, str) else "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}/"
+
+    def __enter__(self) -> StandIn:
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    # -- routes ------------------------------------------------------------------------------------
+    def route(self, r: Request) -> tuple[int, Any]:
+        ws = self.workspace
+        prefix = f"/api/w/{self.WORKSPACE}/"
+        if r.method == "GET" and r.path == "/api/users/whoami":
+            return 200, USER
+        if r.method == "GET" and r.path == "/api/version":
+            return 200, "v1.819.0"
+        if not r.path.startswith(prefix):
+            return self._unknown(r)
+        rest = r.path[len(prefix) :]
+        collections = {
+            "folders/get/": ws.folders,
+            "resources/type/get/": ws.resource_types,
+            "scripts/get/p/": ws.scripts,
+            "flows/get/": ws.flows,
+            "resources/get/": ws.resources,
+        }
+        if r.method == "GET":
+            for route, items in collections.items():
+                if rest.startswith(route):
+                    item = items.get(rest[len(route) :])
+                    return (200, item) if item is not None else (404, "not found")
+            return self._unknown(r)
+        if r.method != "POST" or not isinstance(r.body, dict):
+            return self._unknown(r)
+        if rest == "folders/create":
+            ws.folders[r.body["name"]] = {"owners": [], "extra_perms": {}, "summary": None, **r.body}
+            return 200, "Created"
+        if rest.startswith("folders/update/") and rest[len("folders/update/") :] in ws.folders:
+            ws.folders[rest[len("folders/update/") :]].update(r.body)
+            return 200, "Updated"
+        if rest == "resources/type/create":
+            ws.resource_types[r.body["name"]] = dict(r.body)
+            return 200, "Created"
+        if rest.startswith("resources/type/update/") and rest[len("resources/type/update/") :] in ws.resource_types:
+            ws.resource_types[rest[len("resources/type/update/") :]].update(r.body)
+            return 200, "Updated"
+        if rest == "scripts/create":
+            old = ws.scripts.get(r.body["path"])
+            if old is not None and r.body.get("parent_hash") != old["hash"]:
+                return 400, "parent_hash is not the latest version"
+            digest = hashlib.sha256(json.dumps(r.body, sort_keys=True).encode()).hexdigest()[:16]
+            ws.scripts[r.body["path"]] = {**r.body, "hash": digest, "archived": False, "extra_perms": {}}
+            return 201, digest
+        if rest == "flows/create":
+            ws.flows[r.body["path"]] = dict(r.body)
+            return 201, r.body["path"]
+        if rest.startswith("flows/update/") and rest[len("flows/update/") :] in ws.flows:
+            ws.flows[rest[len("flows/update/") :]] = dict(r.body)
+            return 200, r.body["path"]
+        return self._unknown(r)
+
+    def _unknown(self, r: Request) -> tuple[int, Any]:
+        self.unknown.append(r)
+        return 404, f"the stand-in does not know {r.method} {r.path}"
+
+    # -- what the tests read -----------------------------------------------------------------------
+    def writes(self) -> list[tuple[str, str]]:
+        """(method, path) of every request that is not a read."""
+        return [(r.method, r.path) for r in self.requests if r.method != "GET"]
