@@ -76,9 +76,9 @@ BODY_FIELDS: Dict[str, Dict[str, Any]] = {
         "nullable": True,
         "description": (
             "WebSocket URL Telnyx connects to and streams the call's audio to, e.g. "
-            "wss://your-server.example.com/media. Must start with wss:// (or ws://). Needed unless "
-            "enable_dialogflow is true. Telnyx is the WebSocket client: your server must be "
-            "reachable from the internet."
+            "wss://your-server.example.com/media. Must start with wss:// (or ws://). Required unless "
+            "enable_dialogflow is true (without either, nothing would stream). Telnyx is the WebSocket "
+            "client: your server must be reachable from the internet."
         ),
         "pattern": r"^[wW][sS][sS]?://[^\s/?#]+([/?#]\S*)?$",
         "placeholder": "wss://your-server.example.com/media",
@@ -158,7 +158,8 @@ BODY_FIELDS: Dict[str, Dict[str, Any]] = {
         },
         "description": (
             "Name/value pairs (strings) delivered to your server in the 'start' frame, e.g. "
-            '[{"name": "tenant", "value": "acme"}].'
+            '[{"name": "tenant", "value": "acme"}]. An item left with both name and value empty is '
+            "ignored; an item with only one of them empty is refused."
         ),
     },
     "enable_dialogflow": {
@@ -179,7 +180,7 @@ BODY_FIELDS: Dict[str, Dict[str, Any]] = {
         "nullable": True,
         "description": (
             "Base64 text echoed back in every later webhook of this call (e.g. base64 of a JSON "
-            "with your own ids). Plain text is refused: encode it first."
+            "with your own ids). Telnyx's spec requires Base-64, so other text is refused: encode it first."
         ),
         "placeholder": "eyJ0ZW5hbnQiOiAiYWNtZSJ9",
     },
@@ -351,6 +352,12 @@ HINTS = {
     "the call's webhook unchanged, with an API key of the same Telnyx account.",
     "90034": "The call is not answered yet: start the stream after call.answered (not "
     "call.initiated), or pass stream_url to the answer command instead.",
+    # 90045: Telnyx's error list says "Media Streaming is used: this command can't be issued when media
+    # streaming is used"; that a second start on a streaming call answers it is likely, NOT verified.
+    "90045": "A stream is already running on this call (Telnyx: media streaming is used), so a second "
+    "streaming_start was refused. Nothing changed: the running stream goes on. To start it again with "
+    "other settings, stop it first (streaming_stop), then start; to make a repeat harmless, pass the first "
+    "start's command_id (e.g. the webhook's data.id), which Telnyx drops as a duplicate.",
     "10009": "Authentication failed: the API key in the telnyx resource is wrong or revoked. "
     "Create a key at portal.telnyx.com > Account settings > Keys and update the resource.",
 }
@@ -373,17 +380,18 @@ def check_body(body: Mapping[str, Any] | None) -> Dict[str, Any]:
     user never touched, so it is "not set" too. Tuples become lists.
     """
     if body is None:
-        return {}
+        body = {}
     if not isinstance(body, Mapping):
         raise TelnyxInputError(
             f"body must be an object (a JSON dict of streaming_start fields), got "
             f'{type(body).__name__}. Example: {{"stream_url": "wss://example.com/media"}}.',
             "body",
         )
-    payload = {k: v for k, v in _plain(body, "body", 0).items() if v not in ("", [], {})}
+    payload = _without_blanks(_plain(body, "body", 0))
     for key in payload:
         if key not in BODY_FIELDS:
             raise TelnyxInputError(_unknown_key_message(key), f"body.{key}")
+    _check_parameters(payload.get("custom_parameters"))  # before the schema, whose message would be vaguer
     errors = sorted(_validator().iter_errors(payload), key=lambda e: list(e.absolute_path))
     if errors:
         raise TelnyxInputError(*_explain(errors[0]))
@@ -392,6 +400,20 @@ def check_body(body: Mapping[str, Any] | None) -> Dict[str, Any]:
         if spec["type"] == "integer" and isinstance(payload.get(key), float):
             payload[key] = int(payload[key])
     return payload
+
+
+def _without_blanks(body: Dict[str, Any]) -> Dict[str, Any]:
+    """The body without what the run form sends for a field left empty: ``""``, ``[]``, ``{}``, and a
+    custom_parameters item whose name and value are both empty (a blank "+ Add item")."""
+    params = body.get("custom_parameters")
+    if isinstance(params, list):
+        body["custom_parameters"] = [p for p in params if not (isinstance(p, dict) and _blank_parameter(p) == 2)]
+    return {k: v for k, v in body.items() if v not in ("", [], {})}
+
+
+def _blank_parameter(item: Dict[str, Any]) -> int:
+    """How many of a custom parameter's name and value are empty (missing, None or "")."""
+    return sum(item.get(key) in (None, "") for key in ("name", "value"))
 
 
 def _plain(value: Any, field: str, depth: int) -> Any:
@@ -441,10 +463,25 @@ def _items(mapping: Mapping[Any, Any], field: str) -> List[Any]:
 def _check_rules(payload: Dict[str, Any]) -> None:
     """The protective rules the schema cannot say well (each is in the README, with its reason)."""
     url = payload.get("stream_url")
+    if url is None and payload.get("enable_dialogflow") is not True:
+        raise TelnyxInputError(
+            "body.stream_url is missing: with no stream_url and enable_dialogflow not true, Telnyx would "
+            "accept the command and stream nothing, and the caller would hear silence. Set body.stream_url "
+            "to your WebSocket server, e.g. wss://your-server.example.com/media (or set "
+            "body.enable_dialogflow to true to stream to Dialogflow).",
+            "body.stream_url",
+        )
+    if url is not None and _has_credentials(url):
+        raise TelnyxInputError(
+            "body.stream_url contains a user or password (the URL is not shown, to keep it out of logs): "
+            "Telnyx would repeat it in every streaming.failed webhook. Remove it from the URL and pass the "
+            "secret as body.stream_auth_token, which your server receives when Telnyx connects.",
+            "body.stream_url",
+        )
     if url is not None and not _is_ws_url(url):
         raise TelnyxInputError(
-            f"body.stream_url must be a ws:// or wss:// URL with a host, no user or password and no "
-            f"control characters, got {_show(url)}. Example: wss://your-server.example.com/media.",
+            f"body.stream_url must be a ws:// or wss:// URL with a host and no control characters, got "
+            f"{_show(url)}. Example: wss://your-server.example.com/media.",
             "body.stream_url",
         )
     command_id = payload.get("command_id")
@@ -461,7 +498,8 @@ def _check_rules(payload: Dict[str, Any]) -> None:
         except (binascii.Error, UnicodeEncodeError):
             example = base64.b64encode(state.encode()).decode() if len(state) <= 100 else None
             raise TelnyxInputError(
-                "body.client_state must be base64 (Telnyx refuses plain text); encode it first"
+                "body.client_state must be base64, as Telnyx's spec requires (what Telnyx does with other "
+                "text is not verified, so it is refused here); encode it first"
                 + (f", e.g. {example!r}." if example else ".")
                 + " Decode it again from data.payload.client_state of later webhooks.",
                 "body.client_state",
@@ -476,34 +514,58 @@ def _check_rules(payload: Dict[str, Any]) -> None:
                 )
 
 
+def _check_parameters(params: Any) -> None:
+    """A custom parameter with only one of name and value filled in is a half-done form item."""
+    for index, item in enumerate(params if isinstance(params, list) else []):
+        if isinstance(item, dict) and _blank_parameter(item) == 1:
+            empty = "name" if item.get("name") in (None, "") else "value"
+            raise TelnyxInputError(
+                f"body.custom_parameters[{index}] has an empty {empty}: fill in both name and value, or "
+                "remove the item (an item with both empty is ignored).",
+                f"body.custom_parameters[{index}]",
+            )
+
+
 def _is_ws_url(url: str) -> bool:
     try:
         parts = urlsplit(url)
         host, _ = parts.hostname, parts.port  # .port raises ValueError on a bad port
     except ValueError:
         return False
-    return parts.scheme in ("ws", "wss") and bool(host) and not (parts.username or parts.password) and url.isprintable()
+    return parts.scheme in ("ws", "wss") and bool(host) and url.isprintable()
+
+
+def _has_credentials(url: str) -> bool:
+    """True when the URL's authority holds a user or password (``user@``, ``:pw@``), however malformed
+    the rest is: such a URL is never echoed in a message."""
+    authority = url.partition("//")[2] if "//" in url else url
+    return "@" in re.split(r"[/?#\\]", authority, maxsplit=1)[0]
+
+
+RESOURCE_FIX = "Pick a telnyx resource whose apiKey is your Telnyx API key (it starts with KEY)."
 
 
 def _check_auth(auth: Any) -> str:
     """The API key from the telnyx resource, stripped of the whitespace a paste leaves."""
-    fix = "Pick a telnyx resource whose apiKey is your Telnyx API key (it starts with KEY)."
     if not isinstance(auth, Mapping):
-        raise TelnyxInputError(f"auth must be a telnyx resource, got {type(auth).__name__}. {fix}", "auth")
-    key = auth.get("apiKey")
+        raise TelnyxInputError(f"auth must be a telnyx resource, got {type(auth).__name__}. {RESOURCE_FIX}", "auth")
+    return _check_key(auth.get("apiKey"), "auth.apiKey", RESOURCE_FIX)
+
+
+def _check_key(key: Any, name: str, fix: str) -> str:
+    """The key, or a TelnyxInputError naming where it came from (``name``) and how to fix it."""
     if not isinstance(key, str) or not key.strip():
-        raise TelnyxInputError(f"auth.apiKey is missing or empty. {fix}", "auth.apiKey")
+        raise TelnyxInputError(f"{name} is missing or empty. {fix}", name)
     key = key.strip()
     if not key.isascii() or not key.isprintable() or any(c in key for c in ' "\\'):
         raise TelnyxInputError(
-            "auth.apiKey contains spaces, quotes, line breaks or non-ASCII characters (not shown). "
+            f"{name} contains spaces, quotes, line breaks or non-ASCII characters (not shown). "
             f"Copy the key again. {fix}",
-            "auth.apiKey",
+            name,
         )
     if len(key) < MIN_KEY_LENGTH:
         raise TelnyxInputError(
-            f"auth.apiKey is {len(key)} characters: a Telnyx API key is longer. Copy the whole key. {fix}",
-            "auth.apiKey",
+            f"{name} is {len(key)} characters: a Telnyx API key is longer. Copy the whole key. {fix}", name
         )
     return key
 
@@ -600,10 +662,16 @@ def _explain(error: Any) -> tuple:
     path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
     field = "body" + path
     top = next((p for p in error.absolute_path if isinstance(p, str)), None)
-    secret = top == "stream_auth_token"
+    secret = top == "stream_auth_token" or (isinstance(error.instance, str) and _has_credentials(error.instance))
     got = "" if secret else f", got {_show(error.instance)}"
     kind, expected = error.validator, error.validator_value
-    if kind == "enum" or (kind == "type" and "enum" in error.schema):
+    if kind == "type" and expected in ("integer", "number") and isinstance(error.instance, str):
+        number = error.instance.strip()
+        example = number if re.fullmatch(r"-?\d+(\.\d+)?", number) else "8000"
+        fix = f"it must be a number, not text: write {example} without quotes"
+        if "enum" in error.schema:
+            fix += " (one of " + ", ".join(json.dumps(v) for v in error.schema["enum"]) + ")"
+    elif kind == "enum" or (kind == "type" and "enum" in error.schema):
         fix = "use one of " + ", ".join(json.dumps(v) for v in error.schema["enum"])
     elif kind == "type":
         fix = f"use a JSON {expected}" + (" (true or false)" if expected == "boolean" else "")
@@ -781,9 +849,11 @@ def _post(url: str, payload: Dict[str, Any], api_key: str, timeout_s: float, dea
         backoff_max=4.0,
     )
     attempts = 0
+    sent = False  # whether any attempt may have reached Telnyx (a connect failure sends nothing)
     while True:
         attempts += 1
         answer, failure = _attempt(request, timeout_s, deadline)
+        sent = sent or not isinstance(failure, urllib3.exceptions.ConnectTimeoutError)  # NewConnectionError too
         if answer is not None and answer.status not in RETRY_STATUSES:
             return _result(answer, command_id, attempts, api_key)
         retry_after = None
@@ -797,12 +867,12 @@ def _post(url: str, payload: Dict[str, Any], api_key: str, timeout_s: float, dea
         except urllib3.exceptions.MaxRetryError:  # no retries left, or a failure not worth retrying
             exhausted = True
         if exhausted:  # raised here, not in the except block: the error keeps no context
-            return _give_up(answer, failure, command_id, attempts, api_key, "")
+            return _give_up(answer, failure, command_id, attempts, api_key, "", sent)
         wait = max(retry_after or 0.0, retry.get_backoff_time())
         if time.monotonic() + wait >= deadline:
             asked = f" (Telnyx asked to wait {retry_after:g} s)" if retry_after else ""
             return _give_up(
-                answer, failure, command_id, attempts, api_key, f"deadline_s would pass before a retry{asked}. "
+                answer, failure, command_id, attempts, api_key, f"deadline_s would pass before a retry{asked}. ", sent
             )
         time.sleep(wait)
 
@@ -867,11 +937,18 @@ def _retry_after(retry: Retry, raw: Any) -> float | None:
 
 
 def _give_up(
-    answer: _Answer | None, failure: Exception | None, command_id: str | None, attempts: int, api_key: str, why: str
+    answer: _Answer | None,
+    failure: Exception | None,
+    command_id: str | None,
+    attempts: int,
+    api_key: str,
+    why: str,
+    sent: bool,
 ) -> Any:
     if answer is not None:  # Telnyx answered (a retryable status): that answer is the error
         return _result(answer, command_id, attempts, api_key, why)
-    raise TelnyxConnectionError(_no_answer_message(failure, attempts, command_id, why), command_id, attempts)
+    message = _no_answer_message(failure, attempts, command_id, why, sent)
+    raise TelnyxConnectionError(message, command_id, attempts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -968,17 +1045,25 @@ def _show_text(value: Any, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _safe_retry(command_id: str | None) -> str:
-    """How to run the command again without risking a second stream."""
+def _safe_retry(command_id: str | None, sent: bool = True) -> str:
+    """How to run the command again without risking a second stream (``sent``: whether any attempt
+    may have reached Telnyx)."""
+    if not sent:
+        return "Nothing was sent to Telnyx (no connection was made), so running it again is safe."
     if command_id is None:
-        return "The command may have reached Telnyx; set a command_id before running it again."
+        return (
+            "The command may have reached Telnyx without a command_id, so Telnyx could not tell a repeat "
+            "from it: before running it again, check whether a stream started (a streaming.started or "
+            "streaming.failed webhook for this call), or stop the call's streams first (streaming_stop). "
+            "Keep max_retries above 0 or pass a command_id, so that a repeat is dropped."
+        )
     return (
         f"The command may have reached Telnyx: to run it again without risking a second stream, "
         f"pass body.command_id = {command_id!r}."
     )
 
 
-def _no_answer_message(failure: Exception | None, attempts: int, command_id: str | None, why: str) -> str:
+def _no_answer_message(failure: Exception | None, attempts: int, command_id: str | None, why: str, sent: bool) -> str:
     timed_out = isinstance(failure, urllib3.exceptions.TimeoutError) and not isinstance(
         failure,
         urllib3.exceptions.NewConnectionError,  # a subclass of ConnectTimeoutError, for history
@@ -998,7 +1083,7 @@ def _no_answer_message(failure: Exception | None, attempts: int, command_id: str
     named = str(failure) if isinstance(failure, _OtherError) else f"{type(failure).__name__}: {failure}"
     cause = _show_text(named, 300)
     details = f"(command_id={command_id}, attempts={attempts})"
-    return f"{what} after {attempts} attempt(s): {cause}\n{why}{fix}{_safe_retry(command_id)}\n{details}"
+    return f"{what} after {attempts} attempt(s): {cause}\n{why}{fix}{_safe_retry(command_id, sent)}\n{details}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1048,6 +1133,7 @@ def windmill_schema() -> Dict[str, Any]:
 
 
 EXIT_INPUT, EXIT_API, EXIT_NO_ANSWER = 2, 3, 4
+CLI_KEY_FIX = "export TELNYX_API_KEY=KEY... (your Telnyx API key, from portal.telnyx.com > Account settings > Keys)."
 
 
 def cli(argv: List[str] | None = None) -> int:
@@ -1089,9 +1175,16 @@ def cli(argv: List[str] | None = None) -> int:
             raise TelnyxInputError(
                 "call_control_id is missing: python script.py CALL_CONTROL_ID --body JSON", "call_control_id"
             )
+        key = _check_key(os.environ.get("TELNYX_API_KEY"), "TELNYX_API_KEY", CLI_KEY_FIX)
+        if args.call_control_id.strip() == key:
+            raise TelnyxInputError(
+                "The CALL_CONTROL_ID argument is your API key (not shown): the two look swapped. Pass the "
+                "call's call_control_id as the argument, and the key in TELNYX_API_KEY.",
+                "call_control_id",
+            )
         body = _cli_body(args.body, args.body_file)
         result = main(
-            {"apiKey": os.environ.get("TELNYX_API_KEY", "")},
+            {"apiKey": key},
             args.call_control_id,
             body,
             timeout_s=args.timeout,
@@ -1099,11 +1192,6 @@ def cli(argv: List[str] | None = None) -> int:
             max_retries=args.retries,
         )
     except TelnyxInputError as exc:
-        if exc.field.startswith("auth"):
-            exc = TelnyxInputError(
-                "TELNYX_API_KEY is missing or malformed: export TELNYX_API_KEY=KEY... (your Telnyx API key).",
-                exc.field,
-            )
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT
     except TelnyxAPIError as exc:

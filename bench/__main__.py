@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ready = json.loads(emulator.stdout.readline())  # type: ignore[union-attr]
         env = dict(os.environ, TELNYX_BASE_URL=ready["base_url"], TELNYX_API_KEY=ready["api_key"])
-        cold = cold_start(args, ready["call_control_id"], env)
+        cold = cold_start(args, ready, env)
         warm = warm_calls(args.warm_calls, ready)
     finally:
         emulator.terminate()
@@ -63,17 +63,27 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def cold_start(args: argparse.Namespace, call_id: str, env: dict[str, str]) -> dict[str, Any]:
+def new_call(ready: dict[str, str]) -> str:
+    """A fresh answered call: the emulator, like Telnyx, refuses a second stream on a call that streams (90045)."""
+    import urllib.request
+
+    origin = ready["base_url"].rsplit("/v2", 1)[0]
+    request = urllib.request.Request(f"{origin}/_emulator/calls", data=b"{}", method="POST")
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return str(json.loads(answer.read())["call_control_id"])
+
+
+def cold_start(args: argparse.Namespace, ready: dict[str, str], env: dict[str, str]) -> dict[str, Any]:
     body = json.dumps(BODY)
-    variants = {
-        "script.py": [sys.executable, str(ROOT / "script.py"), call_id, "--body", body],
-        "bare requests": [sys.executable, str(ROOT / "bench" / "bare_requests.py"), call_id, body],
-        "bare + jsonschema": [sys.executable, str(ROOT / "bench" / "bare_validated.py"), call_id, body],
+    variants = {  # the call id goes last: each run gets a call of its own
+        "script.py": [sys.executable, str(ROOT / "script.py"), "--body", body],
+        "bare requests": [sys.executable, str(ROOT / "bench" / "bare_requests.py"), body],
+        "bare + jsonschema": [sys.executable, str(ROOT / "bench" / "bare_validated.py"), body],
     }
     sdk = subprocess.run([args.sdk_python, "-c", "import telnyx"], capture_output=True)
     note = None
     if sdk.returncode == 0:
-        variants["official SDK"] = [args.sdk_python, str(ROOT / "bench" / "official_sdk.py"), call_id, body]
+        variants["official SDK"] = [args.sdk_python, str(ROOT / "bench" / "official_sdk.py"), body]
     else:
         note = (
             f"official SDK skipped: {args.sdk_python} cannot import telnyx (pip install -r bench/requirements-sdk.txt)"
@@ -83,11 +93,11 @@ def cold_start(args: argparse.Namespace, call_id: str, env: dict[str, str]) -> d
     names = list(variants)
     for _ in range(2):  # warm the OS file cache and .pyc files; not counted
         for name in names:
-            run_once(variants[name], env)
+            run_once([*variants[name], new_call(ready)], env)
     for round_ in range(args.cold_runs):
         order = names[round_ % len(names) :] + names[: round_ % len(names)]  # rotate: no variant always first
         for name in order:
-            wall, rss = run_once(variants[name], env)
+            wall, rss = run_once([*variants[name], new_call(ready)], env)
             samples[name]["wall_s"].append(wall)
             samples[name]["rss_mb"].append(rss)
     base = statistics.median(samples["bare requests"]["wall_s"])
@@ -128,15 +138,16 @@ def warm_calls(count: int, ready: dict[str, str]) -> dict[str, Any]:
 
     import script
 
-    auth, call_id = script.telnyx(apiKey=ready["api_key"]), ready["call_control_id"]
+    auth = script.telnyx(apiKey=ready["api_key"])
     session = requests.Session()
-    url = f"{ready['base_url']}/calls/{call_id}/actions/streaming_start"
     headers = {"Authorization": f"Bearer {ready['api_key']}"}
+    calls = iter([new_call(ready) for _ in range(2 * (count + 20))])  # one per call, made before timing
 
     def through_main() -> None:
-        script.main(auth, call_id, BODY)
+        script.main(auth, next(calls), BODY)
 
     def bare() -> None:
+        url = f"{ready['base_url']}/calls/{next(calls)}/actions/streaming_start"
         response = session.post(url, json=BODY, headers=headers, timeout=10)
         response.raise_for_status()
         response.json()

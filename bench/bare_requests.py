@@ -6,7 +6,7 @@ import sys
 
 import requests
 
-call_control_id, body = sys.argv[1], json.loads(sys.argv[2])
+body, call_control_id = json.loads(sys.argv[1]), sys.argv[2]
 response = requests.post(
     f"{os.environ['TELNYX_BASE_URL']}/calls/{call_control_id}/actions/streaming_start",
     json=body,

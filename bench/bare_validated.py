@@ -9,6 +9,6 @@ import sys
 import jsonschema
 
 schema = {"type": "object", "properties": {"stream_url": {"type": "string"}, "stream_track": {"enum": ["both_tracks"]}}}
-jsonschema.Draft202012Validator(schema).validate(json.loads(sys.argv[2]))
+jsonschema.Draft202012Validator(schema).validate(json.loads(sys.argv[1]))
 
 import bare_requests  # type: ignore[import-not-found]  # noqa: E402, F401 - then the bare POST (it runs on import)

@@ -43,6 +43,13 @@ class CallNotAnswered(APIError):
     status, code, title = 422, "90034", "Call not answered yet"
 
 
+class MediaStreamingUsed(APIError):
+    # Telnyx's error list: 90045 "Media Streaming is used", "This command can't be issued when media
+    # streaming is used"; streaming_start's spec lists it among its errors. That a second start on a
+    # streaming call is what answers it is NOT verified: it is the likely trigger, and the safe one to test.
+    status, code, title = 422, "90045", "Media Streaming is used"
+
+
 class InvalidBody(APIError):
     pass
 

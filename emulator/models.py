@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from .exceptions import CallEnded, CallNotAnswered, CallNotFound, InvalidBody
+from .exceptions import CallEnded, CallNotAnswered, CallNotFound, InvalidBody, MediaStreamingUsed
 
 # Telnyx's view of the body (what the real API checks, as far as we know): enums and limits.
 ENUMS: dict[str, tuple] = {
@@ -196,9 +196,16 @@ class Backend:
         with self.lock:
             call.commands += 1
             command_id = body.get("command_id")
+            if command_id is not None and command_id in call.command_ids:
+                return None  # a repeat: Telnyx drops it silently
+            running = [s.stream_id for s in call.streams if s.state in ("connecting", "streaming")]
+            if running:
+                raise MediaStreamingUsed(
+                    f"This command can't be issued when media streaming is used: stream {running[0]} is "
+                    "already running on this call. Stop it with streaming_stop first, or repeat the first "
+                    "start's command_id."
+                )
             if command_id is not None:
-                if command_id in call.command_ids:
-                    return None
                 call.command_ids.add(command_id)
             stream = Stream(stream_id=str(uuid.uuid4()), call=call, params=dict(body))
             call.streams.append(stream)

@@ -193,9 +193,41 @@ def test_deadline_and_timeout_reach_main(serve):
     assert time.monotonic() - started < 2.5
 
 
-def test_a_missing_key_says_how_to_set_it():
-    done = run("v3:x", "--body", json.dumps({"stream_url": URL}), key=None)
+CLI_FIX = "export TELNYX_API_KEY=KEY... (your Telnyx API key, from portal.telnyx.com > Account settings > Keys)."
+
+
+@pytest.mark.parametrize(
+    ("key", "reason"),
+    [
+        (None, "TELNYX_API_KEY is missing or empty."),
+        ("  ", "TELNYX_API_KEY is missing or empty."),
+        ("KEYshort", "TELNYX_API_KEY is 8 characters: a Telnyx API key is longer. Copy the whole key."),
+        (
+            "KEY0123456789abcdef ghij",
+            "TELNYX_API_KEY contains spaces, quotes, line breaks or non-ASCII characters (not shown). Copy the key "
+            "again.",
+        ),
+    ],
+)
+def test_a_bad_key_says_exactly_what_is_wrong_and_how_to_set_it(key, reason):
+    done = run("v3:x", "--body", json.dumps({"stream_url": URL}), key=key)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == f"error: {reason} {CLI_FIX}\n"
+
+
+def test_swapped_arguments_speak_of_the_argument_and_the_variable():
+    done = run(KEY, "--body", json.dumps({"stream_url": URL}))
     assert done.returncode == 2
     assert done.stderr == (
-        "error: TELNYX_API_KEY is missing or malformed: export TELNYX_API_KEY=KEY... (your Telnyx API key).\n"
+        "error: The CALL_CONTROL_ID argument is your API key (not shown): the two look swapped. Pass the call's "
+        "call_control_id as the argument, and the key in TELNYX_API_KEY.\n"
     )
+
+
+@pytest.mark.parametrize("body", [[], ["--body", "{}"], ["--body", '{"stream_track": "both_tracks"}']])
+def test_a_body_that_streams_nothing_is_refused_before_sending(serve, body):
+    server = serve(silent(1))
+    done = run("v3:x", *body, base=server.base_url)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.startswith("error: body.stream_url is missing: with no stream_url and enable_dialogflow")
+    assert server.connections == 0

@@ -57,6 +57,29 @@ def test_unknown_call_is_90015(emulator):
     assert info.value.codes == ["90015"] and "call_control_id" in str(info.value).split("\n")[1]
 
 
+HINT_90045 = (
+    "A stream is already running on this call (Telnyx: media streaming is used), so a second streaming_start was "
+    "refused. Nothing changed: the running stream goes on. To start it again with other settings, stop it first "
+    "(streaming_stop), then start; to make a repeat harmless, pass the first start's command_id (e.g. the "
+    "webhook's data.id), which Telnyx drops as a duplicate."
+)
+
+
+def test_a_second_start_on_a_streaming_call_is_90045_unless_its_command_id_repeats(emulator):
+    call = emulator.create_call()
+    start(call, {"stream_url": URL, "command_id": "evt-1"})
+    assert start(call, {"stream_url": URL, "command_id": "evt-1"}) == {"data": {"result": "ok"}}  # a repeat
+    with pytest.raises(script.TelnyxAPIError) as info:
+        start(call, {"stream_url": URL})  # a re-run without the same command_id: a new generated one
+    error = info.value
+    assert (error.status, error.codes, error.attempts) == (422, ["90045"], 1)
+    assert str(error).split("\n")[1] == HINT_90045
+    assert emulator.backend.call(call).streams_started == 1
+    emulator.backend.streaming_stop(call, {})  # once stopped, a new start is accepted
+    start(call, {"stream_url": URL, "command_id": "evt-2"})
+    assert emulator.backend.call(call).streams_started == 2
+
+
 def test_unanswered_call_is_90034(emulator):
     call = emulator.create_call(state="ringing")
     with pytest.raises(script.TelnyxAPIError) as info:

@@ -48,7 +48,7 @@ def test_a_maximal_body_is_sent_byte_for_byte(serve):
         "stream_bidirectional_sampling_rate": 16000,
         "stream_bidirectional_target_legs": "both",
         "stream_auth_token": "t" * 4000,
-        "custom_parameters": [{"name": "tenant", "value": "acme"}, {"name": "", "value": ""}],
+        "custom_parameters": [{"name": "tenant", "value": "acme"}, {"name": "room", "value": "7"}],
         "enable_dialogflow": False,
         "dialogflow_config": {"analyze_sentiment": False, "partial_automated_agent_reply": True},
         "client_state": "eyJ0ZW5hbnQiOiAiYWNtZSJ9",

@@ -170,7 +170,8 @@ valid_values = {
     "client_state": st.binary(min_size=1, max_size=30).map(lambda b: base64.b64encode(b).decode()),
     "command_id": st.text(st.characters(codec="utf-8", categories=["L", "N", "P"]), min_size=1, max_size=40),
 }
-param = st.fixed_dictionaries({"name": st.text(max_size=5), "value": st.text(max_size=5)})
+param = st.fixed_dictionaries({"name": st.text(min_size=1, max_size=5), "value": st.text(min_size=1, max_size=5)})
+BLANK_PARAMS = [{"name": "", "value": ""}, {"name": None, "value": ""}, {}]  # a blank "+ Add item": dropped
 
 
 @st.composite
@@ -179,6 +180,8 @@ def bodies_with_expected(draw: Any) -> tuple[dict, dict]:
     expected: dict = {}
     for name in draw(st.lists(st.sampled_from(list(valid_values)), unique=True)):
         body[name] = expected[name] = draw(valid_values[name])
+    if "stream_url" not in body and body.get("enable_dialogflow") is not True:  # else refused: it streams nothing
+        body["stream_url"] = expected["stream_url"] = draw(valid_values["stream_url"])
     if draw(st.booleans()):  # bidirectional rtp, with its codec and rate (the rate as an integral float too)
         rate = draw(st.sampled_from(SPEC_ENUMS["stream_bidirectional_sampling_rate"]))
         codec = draw(st.sampled_from(SPEC_ENUMS["stream_bidirectional_codec"]))
@@ -191,7 +194,7 @@ def bodies_with_expected(draw: Any) -> tuple[dict, dict]:
         expected["custom_parameters"] = [dict(p) for p in params]
         noisy: list = [dict(p) for p in params]
         for _ in range(draw(st.integers(0, 2))):
-            noisy.insert(draw(st.integers(0, len(noisy))), None)
+            noisy.insert(draw(st.integers(0, len(noisy))), draw(st.sampled_from([None, *BLANK_PARAMS])))
         body["custom_parameters"] = draw(st.sampled_from([noisy, tuple(noisy)]))
     flags = draw(
         st.dictionaries(st.sampled_from(["analyze_sentiment", "partial_automated_agent_reply"]), st.booleans())

@@ -91,6 +91,7 @@ def test_an_input_error_without_a_field_has_an_empty_one():
     assert script.TelnyxInputError("m").field == ""
 
 
+RTP_MODE = {"stream_bidirectional_mode": "rtp"}
 SAFE_C1 = (
     "The command may have reached Telnyx: to run it again without risking a second stream, pass body.command_id = 'c1'."
 )
@@ -119,7 +120,35 @@ def test_could_not_reach_word_for_word(monkeypatch):
     error = connection_error(max_retries=1)
     first, *rest = str(error).split("\n")
     assert first.startswith("could not reach Telnyx after 2 attempt(s): NewConnectionError: ")
-    assert rest == [f"Check the network and TELNYX_BASE_URL. {SAFE_C1}", "(command_id=c1, attempts=2)"]
+    assert rest == [f"Check the network and TELNYX_BASE_URL. {NOTHING_SENT}", "(command_id=c1, attempts=2)"]
+
+
+NOTHING_SENT = "Nothing was sent to Telnyx (no connection was made), so running it again is safe."
+
+
+def test_a_name_that_does_not_resolve_says_nothing_was_sent(monkeypatch):
+    monkeypatch.setenv("TELNYX_BASE_URL", "https://no-such-host.invalid/v2")  # .invalid never resolves (RFC 2606)
+    error = connection_error(max_retries=0)
+    first, *rest = str(error).split("\n")
+    assert first.startswith("could not reach Telnyx after 1 attempt(s): NameResolutionError: ")
+    assert rest == [f"Check the network and TELNYX_BASE_URL. {NOTHING_SENT}", "(command_id=c1, attempts=1)"]
+
+
+def test_nothing_sent_only_when_no_attempt_reached_the_server(serve, monkeypatch):
+    """A first attempt that was written (then timed out) and a second that could not connect: the
+    command may have reached Telnyx, so the safe-retry advice stays."""
+    servers = []
+
+    def close_then_stall(conn, request):
+        servers[0]._listener.close()  # the retry finds nobody listening: refused
+        silent(5)(conn, request)  # and this attempt, written, gets no answer
+
+    servers.append(serve(close_then_stall))
+    error = connection_error(max_retries=1, timeout_s=0.5, deadline_s=3)
+    first = str(error).split("\n")[0]
+    assert first.startswith("could not reach Telnyx after 2 attempt(s): NewConnectionError: ")
+    assert servers[0].connections == 1 and len(servers[0].requests) == 1
+    assert SAFE_C1 in str(error) and NOTHING_SENT not in str(error)
 
 
 def test_no_usable_answer_word_for_word(serve):
@@ -132,14 +161,24 @@ def test_no_usable_answer_word_for_word(serve):
     ]
 
 
-def test_without_a_command_id_the_message_says_to_set_one(monkeypatch):
+def test_without_a_command_id_the_message_says_what_is_safe(serve):
+    serve(silent(5))  # the request is written, then no answer: it may have started a stream
+    with pytest.raises(script.TelnyxConnectionError) as info:
+        script.main(AUTH, "v3:x", {"stream_url": URL}, max_retries=0, timeout_s=0.3)
+    assert str(info.value).split("\n")[1] == (
+        "Telnyx did not answer within timeout_s / deadline_s; raise them or check the network. The command may "
+        "have reached Telnyx without a command_id, so Telnyx could not tell a repeat from it: before running it "
+        "again, check whether a stream started (a streaming.started or streaming.failed webhook for this call), or "
+        "stop the call's streams first (streaming_stop). Keep max_retries above 0 or pass a command_id, so that a "
+        "repeat is dropped."
+    )
+
+
+def test_without_a_command_id_and_no_connection_it_is_safe_to_run_again(monkeypatch):
     monkeypatch.setenv("TELNYX_BASE_URL", "http://127.0.0.1:9/v2")
     with pytest.raises(script.TelnyxConnectionError) as info:
         script.main(AUTH, "v3:x", {"stream_url": URL}, max_retries=0)
-    assert str(info.value).split("\n")[1] == (
-        "Check the network and TELNYX_BASE_URL. The command may have reached Telnyx; set a command_id before "
-        "running it again."
-    )
+    assert str(info.value).split("\n")[1] == f"Check the network and TELNYX_BASE_URL. {NOTHING_SENT}"
 
 
 def status_error(serve, status, headers=(), body=b"", **kwargs) -> script.TelnyxAPIError:
@@ -333,10 +372,53 @@ def test_integers_past_2_53_are_refused_by_size(value):
             "body.stream_url",
         ),
         (
-            {"stream_url": "ws://user@x.example/"},
-            "body.stream_url must be a ws:// or wss:// URL with a host, no user or password and no control "
-            "characters, got 'ws://user@x.example/'. Example: wss://your-server.example.com/media.",
+            {"stream_url": "http://user:pw@x.example/"},
+            "body.stream_url is invalid: must be a ws:// or wss:// URL with a host.",
             "body.stream_url",
+        ),
+        (
+            {"stream_url": "ws://user@x.example/"},
+            "body.stream_url contains a user or password (the URL is not shown, to keep it out of logs): Telnyx "
+            "would repeat it in every streaming.failed webhook. Remove it from the URL and pass the secret as "
+            "body.stream_auth_token, which your server receives when Telnyx connects.",
+            "body.stream_url",
+        ),
+        (
+            {"stream_url": "http://x.example/media"},
+            "body.stream_url is invalid, got 'http://x.example/media': must be a ws:// or wss:// URL with a host.",
+            "body.stream_url",
+        ),
+        (
+            {},
+            "body.stream_url is missing: with no stream_url and enable_dialogflow not true, Telnyx would accept the "
+            "command and stream nothing, and the caller would hear silence. Set body.stream_url to your WebSocket "
+            "server, e.g. wss://your-server.example.com/media (or set body.enable_dialogflow to true to stream to "
+            "Dialogflow).",
+            "body.stream_url",
+        ),
+        (
+            {"stream_url": URL, "custom_parameters": [{"name": "a", "value": "1"}, {"name": "b", "value": ""}]},
+            "body.custom_parameters[1] has an empty value: fill in both name and value, or remove the item (an item "
+            "with both empty is ignored).",
+            "body.custom_parameters[1]",
+        ),
+        (
+            {"stream_url": URL, "custom_parameters": [{"name": None, "value": "1"}]},
+            "body.custom_parameters[0] has an empty name: fill in both name and value, or remove the item (an item "
+            "with both empty is ignored).",
+            "body.custom_parameters[0]",
+        ),
+        (
+            {"stream_url": URL, **RTP_MODE, "stream_bidirectional_sampling_rate": "16000"},
+            "body.stream_bidirectional_sampling_rate is invalid, got '16000': it must be a number, not text: write "
+            "16000 without quotes (one of 8000, 16000, 22050, 24000, 48000).",
+            "body.stream_bidirectional_sampling_rate",
+        ),
+        (
+            {"stream_url": URL, **RTP_MODE, "stream_bidirectional_sampling_rate": "fast"},
+            "body.stream_bidirectional_sampling_rate is invalid, got 'fast': it must be a number, not text: write "
+            "8000 without quotes (one of 8000, 16000, 22050, 24000, 48000).",
+            "body.stream_bidirectional_sampling_rate",
         ),
         (
             {"stream_url": URL, "command_id": "a\tb"},
@@ -346,18 +428,35 @@ def test_integers_past_2_53_are_refused_by_size(value):
         ),
         (
             {"stream_url": URL, "client_state": "x" * 101},
-            "body.client_state must be base64 (Telnyx refuses plain text); encode it first. Decode it again from "
-            "data.payload.client_state of later webhooks.",
+            "body.client_state must be base64, as Telnyx's spec requires (what Telnyx does with other text is not "
+            "verified, so it is refused here); encode it first. Decode it again from data.payload.client_state of "
+            "later webhooks.",
             "body.client_state",
         ),
         (
             {"stream_url": URL, "client_state": "hi there"},
-            "body.client_state must be base64 (Telnyx refuses plain text); encode it first, e.g. 'aGkgdGhlcmU='. "
-            "Decode it again from data.payload.client_state of later webhooks.",
+            "body.client_state must be base64, as Telnyx's spec requires (what Telnyx does with other text is not "
+            "verified, so it is refused here); encode it first, e.g. 'aGkgdGhlcmU='. Decode it again from "
+            "data.payload.client_state of later webhooks.",
             "body.client_state",
         ),
     ],
-    ids=["surrogate", "key type", "bytes", "user in url", "command_id", "long state", "state"],
+    ids=[
+        "surrogate",
+        "key type",
+        "bytes",
+        "password in http url",
+        "user in url",
+        "not ws",
+        "streams nothing",
+        "half-blank parameter",
+        "nameless parameter",
+        "rate as text",
+        "rate as words",
+        "command_id",
+        "long state",
+        "state",
+    ],
 )
 def test_body_refusals_word_for_word(body, message, field):
     error = refusal(body)

@@ -67,21 +67,35 @@ def test_caller_body_is_not_modified(emulator):
     assert body == {"stream_url": URL, "stream_track": None}
 
 
-@pytest.mark.parametrize("body", [None, {}])
-def test_no_body_sends_empty_object_when_retries_are_off(api, body):
-    api.expect_oneshot_request("/v2/calls/c1/actions/streaming_start").respond_with_json(OK)
-    result = script.main(AUTH, "c1", body, max_retries=0)
-    ((request, _),) = api.log
-    assert request.get_data() == b"{}"  # exactly the original script's request
-    assert result.command_id is None
+BLANK_FORM = {"enable_dialogflow": False, "dialogflow_config": {"analyze_sentiment": False}}
 
 
-@pytest.mark.parametrize("body", [None, {}])
-def test_no_body_with_retries_sends_only_the_command_id(api, body):
+@pytest.mark.parametrize("body", [None, {}, BLANK_FORM, {"stream_url": None, "stream_track": "both_tracks"}])
+@pytest.mark.parametrize("retries", [0, 2])
+def test_a_body_that_can_stream_nothing_is_refused_and_nothing_is_sent(api, body, retries):
+    """The original sends `{}` and Telnyx answers ok: a stream that never starts, in silence. Refused."""
+    with pytest.raises(script.TelnyxInputError) as info:
+        script.main(AUTH, "c1", body, max_retries=retries)
+    assert info.value.field == "body.stream_url" and "stream nothing" in str(info.value)
+    assert api.log == []
+
+
+def test_blank_custom_parameters_are_not_sent(api):
     api.expect_oneshot_request("/v2/calls/c1/actions/streaming_start").respond_with_json(OK)
-    result = script.main(AUTH, "c1", body)
+    body = {
+        "stream_url": URL,
+        "custom_parameters": [{"name": "", "value": ""}, {"name": "tenant", "value": "acme"}, {"name": None}, {}],
+    }
+    script.main(AUTH, "c1", body, max_retries=0)
     ((request, _),) = api.log
-    assert json.loads(request.get_data()) == {"command_id": result.command_id}
+    assert json.loads(request.get_data())["custom_parameters"] == [{"name": "tenant", "value": "acme"}]
+
+
+def test_only_blank_custom_parameters_send_none(api):
+    api.expect_oneshot_request("/v2/calls/c1/actions/streaming_start").respond_with_json(OK)
+    script.main(AUTH, "c1", {"stream_url": URL, "custom_parameters": [{"name": "", "value": ""}]}, max_retries=0)
+    ((request, _),) = api.log
+    assert request.get_data() == json.dumps({"stream_url": URL}, separators=(",", ":")).encode()
 
 
 def test_dialogflow_only_body(emulator):

@@ -286,7 +286,12 @@ FIELDS = ", ".join(script.BODY_FIELDS)
         ({"stream_auth_token": 12}, "body.stream_auth_token is invalid: use a JSON string."),
         (
             {"custom_parameters": [{"name": "a"}]},
-            "body.custom_parameters[0] is invalid, got {'name': 'a'}: every item needs name and value (strings).",
+            "body.custom_parameters[0] has an empty value: fill in both name and value, or remove the item (an item "
+            "with both empty is ignored).",
+        ),
+        (
+            {"custom_parameters": [{"name": "a", "value": 7}]},
+            "body.custom_parameters[0].value is invalid, got 7: use a JSON string.",
         ),
         (
             {"dialogflow_config": {"language": "en", "analyze_sentiment": True}},

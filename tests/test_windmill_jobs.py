@@ -14,7 +14,7 @@ from conftest import KEY, ROOT, URL
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
-from windmill.harness import Worker, form_run, pythons, site
+from windmill.harness import BLANK_ITEM, DELETED, Worker, form_run, pythons, site
 
 from emulator import Emulator
 
@@ -83,11 +83,11 @@ def test_requires_python_is_what_is_tested():
     assert [v for v in ("3.9", *PYTHONS, "3.14") if f"{v}.0" in allowed] == [*PYTHONS, "3.14"]
 
 
-def form(call: str, **typed) -> dict:
-    """A run from Windmill's run form: the resource picked, the call id typed, and `typed` body fields."""
-    return form_run(
-        SCHEMA, {"auth": f"$res:{RESOURCE}", "call_control_id": call, **{f"body.{k}": v for k, v in typed.items()}}
-    )
+def form(call: str, variables: dict | None = None, **typed) -> dict:
+    """A run from Windmill's run form: the resource picked, the call id typed, and `typed` body fields
+    (a password field's text goes into `variables`, the worker's, as the form's secret variable)."""
+    fields = {"auth": f"$res:{RESOURCE}", "call_control_id": call, **{f"body.{k}": v for k, v in typed.items()}}
+    return form_run(SCHEMA, fields, variables)
 
 
 def step(call: str, body: dict, **args) -> dict:
@@ -107,16 +107,61 @@ def test_the_form_emulation_reproduces_what_the_old_form_sent():
 
 
 def test_what_the_form_sends_now_for_an_untouched_body():
-    body = form_run(SCHEMA, {})["body"]
-    assert body == {
-        "stream_url": None,
-        "stream_auth_token": None,
-        "custom_parameters": None,
+    """As observed with Windmill's RunForm in a browser: untouched text fields are absent."""
+    args = form_run(SCHEMA, {"call_control_id": "v3:x"})
+    assert args["body"] == {
         "enable_dialogflow": False,
         "dialogflow_config": {"analyze_sentiment": False, "partial_automated_agent_reply": False},
-        "client_state": None,
-        "command_id": None,
     }
+    assert "auth" not in args  # a resource picker left empty: the Run button stays disabled anyway
+
+
+def test_what_the_form_sends_for_a_password_a_deletion_and_a_blank_item():
+    variables: dict = {}
+    args = form_run(
+        SCHEMA,
+        {
+            "body.stream_url": DELETED,
+            "body.stream_auth_token": TOKEN,
+            "body.custom_parameters": [{"name": "tenant", "value": "acme"}, BLANK_ITEM],
+        },
+        variables,
+    )
+    body = args["body"]
+    assert body["stream_url"] is None
+    assert body["stream_auth_token"].startswith("$var:u/admin/secret_arg/") and TOKEN not in json.dumps(args)
+    assert variables == {body["stream_auth_token"][len("$var:") :]: TOKEN}
+    assert body["custom_parameters"][1] == {"name": "", "value": ""}
+
+
+def test_an_untouched_form_streams_nothing_and_is_refused(worker, server):
+    before = len(server.backend.requests)
+    job = worker.run(form(server.create_call()))
+    assert not job.success
+    assert job.result["name"] == "TelnyxInputError" and job.result["extra"]["field"] == "body.stream_url"
+    assert job.result["message"].startswith("body.stream_url is missing: with no stream_url and enable_dialogflow")
+    assert len(server.backend.requests) == before
+
+
+def test_a_deleted_stream_url_is_refused_like_an_empty_one(worker, server):
+    job = worker.run(form(server.create_call(), stream_url=DELETED))
+    assert not job.success and job.result["extra"]["field"] == "body.stream_url"
+
+
+def test_a_form_run_with_a_token_a_blank_item_and_a_filled_one(worker, server):
+    call = server.create_call()
+    args = form(
+        call,
+        worker.variables,
+        stream_url=URL,
+        stream_auth_token="form-typed-token",
+        custom_parameters=[BLANK_ITEM, {"name": "tenant", "value": "acme"}],
+    )
+    job = worker.run(args)
+    assert job.success, job.result
+    (sent,) = sent_bodies_for(server, call)
+    assert sent["stream_auth_token"] == "form-typed-token"  # the worker resolved the $var: secret
+    assert sent["custom_parameters"] == [{"name": "tenant", "value": "acme"}]
 
 
 def test_the_job_process_has_only_the_locks_packages(worker):

@@ -252,19 +252,25 @@ def set_input_cat(prop: dict[str, Any]) -> str:
 
 
 def untouched(prop: dict[str, Any], required: bool = False) -> Any:
-    """What ArgInput.svelte (computeDefaultValue) puts in a field the user never touched; the
-    module-level NOTHING when the field stays undefined (JSON.stringify then leaves it out)."""
+    """What the run form submits for a field the user never touched; the module-level NOTHING when
+    the field is absent from the args. Observed with Windmill's own RunForm (npm windmill-components
+    1.655.2) in a browser (the reference's section "The form"): a nullable text or number field is
+    absent, a required text field holds "", an enum is absent, a boolean is false, a nested object
+    of booleans is sent whole. A schema without `nullable` (older forms) gets "" and [] as issue 9
+    observed. An untouched nullable list is taken to be absent like a nullable text field."""
     if prop.get("default") is not None:
         return prop["default"]
     cat = set_input_cat(prop)
-    if cat == "string":
-        return None if prop.get("nullable") else ""
+    if cat in ("string", "number"):
+        if prop.get("nullable") or cat == "number":
+            return NOTHING
+        return ""
     if cat == "enum":
         return prop["enum"][0] if required else NOTHING
     if cat == "boolean":
         return False
     if cat == "list":
-        return None if prop.get("nullable") else []
+        return NOTHING if prop.get("nullable") else []
     if cat == "object" and prop.get("properties"):  # a nested form, built field by field
         nested = prop.get("required", [])
         values = {name: untouched(p, name in nested) for name, p in prop["properties"].items()}
@@ -275,18 +281,29 @@ def untouched(prop: dict[str, Any], required: bool = False) -> Any:
 NOTHING = object()
 
 
-def form_run(schema: dict[str, Any], typed: dict[str, Any]) -> dict[str, Any]:
+DELETED = None  # typed, then deleted: the form sends null
+BLANK_ITEM = {"name": "", "value": ""}  # "+ Add item" left blank
+
+
+def form_run(schema: dict[str, Any], typed: dict[str, Any], variables: dict[str, str] | None = None) -> dict[str, Any]:
     """The arguments the run form sends: every field untouched but those in ``typed`` (a dotted
-    path for body fields, e.g. ``body.stream_url``)."""
+    path for body fields, e.g. ``body.stream_url``; DELETED for text typed then deleted). Text typed
+    into a ``password`` field is never in the args: the form saves it as a new secret variable (put in
+    ``variables``) and sends its ``$var:`` path, which the worker resolves before the job runs."""
     args: dict[str, Any] = {}
     for name, prop in schema["properties"].items():
         value = untouched(prop, name in schema.get("required", []))
         if value is not NOTHING:
             args[name] = value
     for path, value in typed.items():
-        target = args
+        target, prop = args, schema
         *parents, last = path.split(".")
         for parent in parents:
-            target = target.setdefault(parent, {})
+            target, prop = target.setdefault(parent, {}), prop["properties"][parent]
+        if prop["properties"][last].get("password") and isinstance(value, str):
+            secret = f"u/admin/secret_arg/{len(variables or {}) + 1:06d}"
+            if variables is None:
+                raise ValueError(f"{path} is a password field: pass `variables` to hold the secret it creates")
+            variables[secret], value = value, f"$var:{secret}"
         target[last] = value
     return args
