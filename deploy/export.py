@@ -10,6 +10,9 @@ layout `wmill sync pull` uses, windmill-cli 1.819):
   f/telnyx/streaming_start.script.yaml     summary, description, kind, the full form (script.schema.json)
                                            and `lock: '!inline f/telnyx/streaming_start.script.lock'`
   f/telnyx/streaming_start.script.lock     pinned requirements (deploy/streaming_start.script.lock)
+  f/telnyx/start_stream_on_answer.flow/    the flow a Telnyx webhook runs (deploy/start_stream_on_answer.flow):
+                                           flow.yaml (only when DIR has none or ours: your settings are kept),
+                                           check_event.py and check_event.lock (its first step)
 `wmill.yaml` is never written: the per-item push commands the README gives do not need one, and a
 synced folder's own settings stay as they are. When that wmill.yaml's `includes`/`excludes` would
 keep these files out of the user's own `wmill sync push`, the export says what to add.
@@ -38,10 +41,13 @@ DESCRIPTION = (
 # when it is missing and compares it key by key with a folder that exists (isSuperset): with no keys
 # there is nothing to update, so the owners, permissions and summary of an existing f/telnyx stay.
 FOLDER_META = "{}\n"
+FLOW = "start_stream_on_answer"
+FLOW_DIR = ROOT / "deploy" / f"{FLOW}.flow"
 DEPLOY_COMMANDS = [
     "wmill folder push telnyx",
     "wmill resource-type push telnyx.resource-type.yaml telnyx",
     f"wmill script push {FOLDER}/{NAME}.py",
+    f"wmill flow push {FOLDER}/{FLOW}.flow {FOLDER}/{FLOW}",
 ]
 
 
@@ -60,18 +66,21 @@ def files() -> dict[str, str]:
         f"{FOLDER}/{NAME}.py": (ROOT / "script.py").read_text(encoding="utf-8"),
         f"{FOLDER}/{NAME}.script.yaml": json.dumps(metadata, indent=2, ensure_ascii=False) + "\n",
         f"{FOLDER}/{NAME}.script.lock": (ROOT / "deploy" / f"{NAME}.script.lock").read_text(),
+        **{f"{FOLDER}/{FLOW}.flow/{p.name}": p.read_text(encoding="utf-8") for p in sorted(FLOW_DIR.iterdir())},
     }
 
 
 def export(target: Path) -> dict[str, str]:
     """Write this project's files into ``target``; return each path -> "added", "updated" or "unchanged"."""
     done: dict[str, str] = {}
-    wanted = files()
-    meta = target / FOLDER / "folder.meta.yaml"
-    if meta.exists() and meta.read_text(encoding="utf-8") != FOLDER_META:
-        done[f"{FOLDER}/folder.meta.yaml"] = "kept (yours)"  # its owners and permissions stay as they are
-    else:
-        wanted[f"{FOLDER}/folder.meta.yaml"] = FOLDER_META
+    wanted = {**files(), f"{FOLDER}/folder.meta.yaml": FOLDER_META}
+    # Files the user edits: the folder's metadata (owners, permissions) and the flow's settings. A
+    # copy that differs from ours is theirs and is kept (the note in main() says how to update it).
+    for relative in (f"{FOLDER}/folder.meta.yaml", f"{FOLDER}/{FLOW}.flow/flow.yaml"):
+        path = target / relative
+        if path.exists() and path.read_text(encoding="utf-8") != wanted[relative]:
+            done[relative] = "kept (yours)"
+            del wanted[relative]
     for relative, text in wanted.items():
         path = target / relative
         old = path.read_text(encoding="utf-8") if path.is_file() else None
@@ -119,6 +128,11 @@ def main(argv: list[str]) -> int:
     done = export(target)
     for path, what in done.items():
         print(f"{what:>12}  {target / path}")
+    if done.get(f"{FOLDER}/{FLOW}.flow/flow.yaml") == "kept (yours)":
+        print(
+            f"note: {FOLDER}/{FLOW}.flow/flow.yaml holds your settings and was kept; to take this version, "
+            f"move it away, export again, then copy your settings (public_key, stream_url, stream_options, auth)."
+        )
     outside = left_out(target, [p for p in done if p.startswith("f/")])
     if outside:
         print(

@@ -74,6 +74,21 @@ class Emulator:
     def create_call(self, **options: Any) -> str:
         return self.backend.create_call(**options).call_control_id
 
+    def ring(self, **options: Any) -> str:
+        """A new incoming call: call.initiated is sent to ``webhook_url``; ``answer`` it next."""
+        return self.backend.ring(**options).call_control_id
+
+    def answer(self, call_control_id: str) -> None:
+        self.backend.answer(call_control_id)
+
+    def hangup(self, call_control_id: str) -> None:
+        self.backend.hangup(call_control_id)
+
+    @property
+    def webhook_public_key(self) -> str:
+        """The public key the emulator's webhook signatures verify with (base64, as Telnyx's portal shows it)."""
+        return self.webhooks.public_key
+
     def call(self, call_control_id: str) -> Call:
         return self.backend.call(call_control_id)
 

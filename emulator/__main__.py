@@ -39,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    print(json.dumps({"base_url": emulator.base_url, "api_key": emulator.api_key, "call_control_id": call_id}))
+    ready = {"base_url": emulator.base_url, "api_key": emulator.api_key, "call_control_id": call_id}
+    ready["webhook_public_key"] = emulator.webhook_public_key  # verifies the telnyx-signature-ed25519 header
+    print(json.dumps(ready))
     sys.stdout.flush()
     stop.wait()
     emulator.stop()

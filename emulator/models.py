@@ -105,6 +105,9 @@ class Stream:
         }
 
 
+CALL_STATES = {"call.initiated": "parked", "call.answered": "answered", "call.hangup": "hangup"}
+
+
 @dataclass
 class Call:
     call_control_id: str
@@ -171,11 +174,28 @@ class Backend:
             raise CallNotFound(f"No call with call_control_id {call_id!r}.")
         return call
 
+    def ring(self, **options: Any) -> Call:
+        """A new incoming call, ringing: call.initiated goes to its webhook URL."""
+        call = self.create_call(state="ringing", **options)
+        self.emit(call, "call.initiated")
+        return call
+
+    def answer(self, call_id: str) -> Call:
+        """The call is answered: call.answered goes to its webhook URL (streams may start from now on)."""
+        call = self.call(call_id)
+        if call.state == "ended":
+            raise CallEnded("Call has already ended.")
+        with self.lock:
+            call.state = "answered"
+        self.emit(call, "call.answered")
+        return call
+
     def hangup(self, call_id: str) -> Call:
         call = self.live_call(call_id)
         with self.lock:
             call.state = "ended"
             streams = list(call.streams)
+        self.emit(call, "call.hangup", hangup_cause="normal_clearing", hangup_source="caller")
         for stream in streams:
             self._stop(stream)
         return call
@@ -250,10 +270,10 @@ class Backend:
         with self.lock:
             self.requests.append(request)
 
-    def emit(self, call: Call, event_type: str, **extra: Any) -> None:
-        """A streaming.* webhook to the call's webhook URL, with Telnyx's envelope."""
+    def emit(self, call: Call, event_type: str, **extra: Any) -> dict[str, Any] | None:
+        """A call.* or streaming.* webhook to the call's webhook URL, with Telnyx's envelope."""
         if self.webhooks is None:
-            return
+            return None
         stream = extra.pop("stream", None)
         payload: dict[str, Any] = {
             "call_control_id": call.call_control_id,
@@ -262,8 +282,17 @@ class Backend:
             "connection_id": "emulator",
             "client_state": stream.params.get("client_state") if stream else None,
         }
+        if event_type.startswith("call."):
+            payload.update(
+                {
+                    "from": "+13125550100",
+                    "to": "+13125550199",
+                    "direction": "incoming",
+                    "state": CALL_STATES[event_type],
+                }
+            )
         payload.update(extra)
-        self.webhooks.send(call.webhook_url, event_type, payload)
+        return self.webhooks.send(call.webhook_url, event_type, payload)
 
 
 def check_body(body: Any) -> None:

@@ -46,6 +46,7 @@ class Handler(BaseHTTPRequestHandler):
         ("POST", re.compile(r"^/v2/calls/([^/]+)/actions/streaming_stop$"), "streaming_stop"),
         ("POST", re.compile(r"^/v2/calls/([^/]+)/actions/hangup$"), "hangup"),
         ("POST", re.compile(r"^/_emulator/calls$"), "admin_create_call"),
+        ("POST", re.compile(r"^/_emulator/calls/([^/]+)/answer$"), "admin_answer"),
         ("GET", re.compile(r"^/_emulator/calls/([^/]+)$"), "admin_call"),
         ("POST", re.compile(r"^/_emulator/faults$"), "admin_faults"),
         ("GET", re.compile(r"^/_emulator/requests$"), "admin_requests"),
@@ -154,8 +155,16 @@ class Handler(BaseHTTPRequestHandler):
             raise InvalidBody(f"unknown option(s) {sorted(unknown)}; known: {sorted(known)}")
         if options.get("codec", "PCMU") not in audio.SAMPLE_RATES:
             raise InvalidBody(f"codec must be one of {sorted(audio.SAMPLE_RATES)}", "/codec")
-        call = self.server.backend.create_call(**options)
+        backend = self.server.backend
+        if options.get("state") == "ringing":  # an incoming call: call.initiated, then answer it
+            call = backend.ring(**{k: v for k, v in options.items() if k != "state"})
+        else:
+            call = backend.create_call(**options)
         return {"call_control_id": call.call_control_id}
+
+    def admin_answer(self, call_id: str, body: Any) -> dict:
+        self.server.backend.answer(call_id)
+        return {"call_control_id": call_id, "state": "answered"}
 
     def admin_call(self, call_id: str, body: Any) -> dict:
         return self.server.backend.call(call_id).summary()

@@ -374,8 +374,9 @@ def test_stop_and_hangup_end_the_stream_with_stop(monkeypatch, receiver, how):
         assert report.frames[-1]["event"] == "stop" and report.problems == []
         assert 10 <= len(report.media["inbound"]) <= 60  # ~0.5 s of 20 ms frames, not the 30 s
         assert emu.call(call).state == ("ended" if how == "hangup" else "answered")
-        events = wait_for_events(emu, call, 2)
-        assert [e["data"]["event_type"] for e in events] == ["streaming.started", "streaming.stopped"]
+        expected = ["streaming.started", *(["call.hangup"] if how == "hangup" else []), "streaming.stopped"]
+        events = wait_for_events(emu, call, len(expected))
+        assert [e["data"]["event_type"] for e in events] == expected
     finally:
         emu.stop()
 
@@ -401,7 +402,7 @@ def test_python_m_emulator_interface(tmp_path, receiver):
     )
     try:
         ready = json.loads(process.stdout.readline())
-        assert set(ready) == {"base_url", "api_key", "call_control_id"}
+        assert set(ready) == {"base_url", "api_key", "call_control_id", "webhook_public_key"}
         assert ready["base_url"].startswith("http://127.0.0.1:") and ready["base_url"].endswith("/v2")
         env = dict(os.environ, TELNYX_BASE_URL=ready["base_url"], TELNYX_API_KEY=ready["api_key"])
         done = subprocess.run(
@@ -426,7 +427,7 @@ def test_demo_runs_end_to_end():
         [sys.executable, "-m", "emulator.demo", "--seconds", "1"], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "result: OK" in done.stdout and "streaming.started, streaming.stopped" in done.stdout
+    assert "result: OK" in done.stdout and "streaming.started" in done.stdout and "call.hangup" in done.stdout
 
 
 def test_receiver_flags_frames_out_of_order():

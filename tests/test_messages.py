@@ -4,6 +4,7 @@ input errors (the oracle is the text written here, not the script's code)."""
 from __future__ import annotations
 
 import json
+import socket
 
 import pytest
 from conftest import AUTH, URL
@@ -140,7 +141,7 @@ def test_nothing_sent_only_when_no_attempt_reached_the_server(serve, monkeypatch
     servers = []
 
     def close_then_stall(conn, request):
-        servers[0]._listener.close()  # the retry finds nobody listening: refused
+        servers[0]._listener.shutdown(socket.SHUT_RDWR)  # the retry finds nobody listening: refused
         silent(5)(conn, request)  # and this attempt, written, gets no answer
 
     servers.append(serve(close_then_stall))

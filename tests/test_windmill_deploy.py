@@ -18,12 +18,15 @@ from conftest import ROOT
 from windmill.standin import StandIn, Workspace
 
 WMILL = ROOT / "tests" / "windmill" / "node_modules" / ".bin" / "wmill"
+FLOW = "f/telnyx/start_stream_on_answer"
 OURS = {  # every write the deploy may send: to these items, nothing else
     ("POST", "/api/w/test/folders/create"),
     ("POST", "/api/w/test/folders/update/telnyx"),
     ("POST", "/api/w/test/resources/type/create"),
     ("POST", "/api/w/test/resources/type/update/telnyx"),
     ("POST", "/api/w/test/scripts/create"),
+    ("POST", "/api/w/test/flows/create"),
+    ("POST", "/api/w/test/flows/update/f/telnyx/start_stream_on_answer"),
 }
 
 
@@ -93,6 +96,14 @@ def test_a_new_workspace_gets_the_folder_the_resource_type_and_the_script(tmp_pa
         assert script[key] == value, key
     assert script["summary"].startswith("Telnyx") and script["description"]
     assert not (folder / "wmill.yaml").exists()  # the export writes none; the commands need none
+    assert list(ws.flows) == [FLOW]
+    flow = ws.flows[FLOW]
+    assert flow["path"] == FLOW and flow["summary"].startswith("Telnyx")
+    step, start = flow["value"]["modules"]
+    shipped = ROOT / "deploy" / "start_stream_on_answer.flow"
+    assert step["value"]["content"] == (shipped / "check_event.py").read_text()  # !inline resolved by the CLI
+    assert step["value"]["lock"] == (shipped / "check_event.lock").read_text()
+    assert start["value"] == {**start["value"], "type": "script", "path": "f/telnyx/streaming_start"}
 
 
 def crowded_workspace() -> Workspace:
@@ -156,7 +167,8 @@ def test_a_workspace_in_use_keeps_everything_but_our_items(tmp_path):
     assert {p: s for p, s in ws.scripts.items() if p != "f/telnyx/streaming_start"} == {
         p: s for p, s in before.scripts.items() if p != "f/telnyx/streaming_start"
     }
-    assert ws.flows == before.flows and ws.resources == before.resources
+    assert {p: f for p, f in ws.flows.items() if p != FLOW} == before.flows and ws.resources == before.resources
+    assert FLOW in ws.flows
     assert ws.resource_types["postgresql"] == before.resource_types["postgresql"]
     updated = ws.scripts["f/telnyx/streaming_start"]
     for key, value in expected_script().items():
@@ -182,6 +194,9 @@ def test_the_export_adds_only_its_files_and_says_what_wmill_yaml_lacks(tmp_path)
     assert written == [
         "f/mine/job.py",
         "f/telnyx/folder.meta.yaml",
+        "f/telnyx/start_stream_on_answer.flow/check_event.lock",
+        "f/telnyx/start_stream_on_answer.flow/check_event.py",
+        "f/telnyx/start_stream_on_answer.flow/flow.yaml",
         "f/telnyx/streaming_start.py",
         "f/telnyx/streaming_start.script.lock",
         "f/telnyx/streaming_start.script.yaml",

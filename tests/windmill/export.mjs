@@ -22,7 +22,8 @@ for (const file of walk(dir)) {
   if (file === "wmill.yaml") out.config = readYaml(path.join(dir, file));
   else if (file.endsWith(".resource-type.yaml") && !file.includes(path.sep)) {
     out.resourceTypes[file.slice(0, -".resource-type.yaml".length)] = readYaml(path.join(dir, file));
-  } else if (file.endsWith(".py") && file.startsWith("f" + path.sep)) {
+  } else if (file.endsWith(".py") && file.startsWith("f" + path.sep) && !file.includes(".flow" + path.sep)) {
+    // (a .py inside a <name>.flow folder is an inline step of that flow, not a script)
     const remote = file.substring(0, file.indexOf("."));
     const payload = readYaml(path.join(dir, remote + ".script.yaml"));
     if (payload?.lock?.startsWith("!inline ")) {

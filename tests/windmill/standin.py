@@ -1,10 +1,16 @@
-"""A stand-in for Windmill's HTTP API on 127.0.0.1, for running the real windmill-cli against it.
+"""A stand-in for Windmill's HTTP API on 127.0.0.1, for running the real windmill-cli against it and
+for receiving Telnyx's webhooks as a Windmill flow's webhook does.
 
 It keeps one workspace's folders, scripts, flows, resource types and resources in memory, answers the
 routes windmill-cli 1.819 calls for the per-item push commands (the shapes follow Windmill's OpenAPI
 spec, backend/windmill-api/openapi.yaml, and what windmill-cli's bundle reads of each answer), and
 records every request. A route it does not know is recorded too and answered 404, so a test sees
 every call the CLI made, including ones nobody expected.
+
+``POST /api/w/test/jobs/run/f/<flow path>`` is a flow's async webhook (backend/windmill-api/src/jobs.rs,
+run_flow_by_path): it needs a token (``?token=`` or a Bearer header; 401 without), turns the request
+into the flow's input (flows.webhook_args), answers 201 with the job's id at once and runs the flow
+as stored, with ``runner`` (a flows.FlowRunner), in a thread of its own; ``runs`` holds the outcomes.
 """
 
 from __future__ import annotations
@@ -12,10 +18,14 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
+import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from .flows import FlowRun, FlowRunner, webhook_args
 
 USER = {
     "email": "admin@windmill.dev",
@@ -36,6 +46,8 @@ class Request:
     path: str  # without the query
     query: str
     body: Any  # parsed JSON, or the raw text
+    raw: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -59,19 +71,24 @@ class StandIn:
         self.workspace = workspace or Workspace()
         self.requests: list[Request] = []
         self.unknown: list[Request] = []
+        self.tokens: set[str] = set()  # tokens the webhook accepts
+        self.runner: FlowRunner | None = None
+        self.runs: list[tuple[dict[str, Any], FlowRun | BaseException]] = []  # (flow input, outcome)
+        self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         standin = self
 
         class Handler(BaseHTTPRequestHandler):
             def _serve(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
-                raw = self.rfile.read(length).decode() if length else ""
+                data = self.rfile.read(length) if length else b""
+                raw = data.decode("utf-8", "replace")
                 try:
                     body: Any = json.loads(raw) if raw else None
                 except ValueError:
                     body = raw
                 parts = urlsplit(self.path)
-                request = Request(self.command, unquote(parts.path), parts.query, body)
+                request = Request(self.command, unquote(parts.path), parts.query, body, data, dict(self.headers))
                 with standin._lock:
                     standin.requests.append(request)
                     status, answer = standin.route(request)
@@ -109,6 +126,8 @@ class StandIn:
         if not r.path.startswith(prefix):
             return self._unknown(r)
         rest = r.path[len(prefix) :]
+        if r.method == "POST" and rest.startswith("jobs/run/f/"):
+            return self._webhook(r, rest[len("jobs/run/f/") :])
         collections = {
             "folders/get/": ws.folders,
             "resources/type/get/": ws.resource_types,
@@ -150,6 +169,42 @@ class StandIn:
             ws.flows[rest[len("flows/update/") :]] = dict(r.body)
             return 200, r.body["path"]
         return self._unknown(r)
+
+    def _webhook(self, r: Request, path: str) -> tuple[int, Any]:
+        token = (parse_qs(r.query).get("token") or [""])[-1]
+        bearer = {k.lower(): v for k, v in r.headers.items()}.get("authorization", "")
+        if token not in self.tokens and bearer.removeprefix("Bearer ") not in self.tokens:
+            return 401, "Unauthorized"
+        flow = self.workspace.flows.get(path)
+        if flow is None or self.runner is None:
+            return 404, f"flow not found at path {path}"
+        try:
+            args = webhook_args(r.raw, r.headers, r.query)
+        except ValueError as error:  # Windmill answers 400 "invalid json" and runs nothing
+            return 400, f"invalid json: {error}"
+        thread = threading.Thread(target=self._run, args=(flow, args), daemon=True)
+        self._threads.append(thread)
+        thread.start()
+        return 201, str(uuid.uuid4())
+
+    def _run(self, flow: dict[str, Any], args: dict[str, Any]) -> None:
+        assert self.runner is not None
+        try:
+            outcome: FlowRun | BaseException = self.runner.run(flow, args)
+        except BaseException as error:  # the miniature broke: the test shows it
+            outcome = error
+        with self._lock:
+            self.runs.append((args, outcome))
+
+    def wait_runs(self, count: int, timeout: float = 60.0) -> list[tuple[dict[str, Any], FlowRun | BaseException]]:
+        """Wait until ``count`` flow runs have ended; return them in the order they ended."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if len(self.runs) >= count:
+                    return list(self.runs)
+            time.sleep(0.02)
+        raise TimeoutError(f"{len(self.runs)} of {count} flow runs ended in {timeout} s")
 
     def _unknown(self, r: Request) -> tuple[int, Any]:
         self.unknown.append(r)
