@@ -15,8 +15,8 @@ sent, a retry can never start a second stream (one ``command_id`` for every atte
 call (connecting, waiting, reading, retries) ends by a deadline, and errors say what to fix. The
 API key is never printed, logged, raised or returned.
 
-Read top to bottom: the resource type, the body's fields (the ONE place they are defined: the
-validator and ``script.schema.json`` are built from it), ``main``, then the helpers.
+Read top to bottom: the resource type and ``main``, the body's fields (the ONE place they are
+defined: the validator and ``script.schema.json`` are built from it), then what ``main`` calls.
 """
 
 from __future__ import annotations
@@ -25,12 +25,14 @@ import base64
 import binascii
 import functools
 import http.client
-import io
 import ipaddress
+import itertools
 import json
+import logging
 import os
 import re
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -54,6 +56,46 @@ class telnyx(TypedDict):
     """The `telnyx` resource: an API key from portal.telnyx.com > Account settings > Keys."""
 
     apiKey: str
+
+
+def main(
+    auth: telnyx,
+    call_control_id: str,
+    body: "StreamingStartBody | None" = None,
+    timeout_s: float = 10.0,
+    deadline_s: float = 20.0,
+    max_retries: int = 2,
+) -> Any:
+    """Start streaming a live call's audio to a WebSocket server.
+
+    :param auth: the `telnyx` resource, ``{"apiKey": "KEY..."}``.
+    :param call_control_id: ``data.payload.call_control_id`` of the call's webhook.
+    :param body: the streaming_start body (see BODY_FIELDS); ``None``, ``""``, ``[]`` and ``{}``
+        values mean "not set" and are not sent.
+    :param timeout_s: seconds one attempt may wait for an answer.
+    :param deadline_s: seconds the whole call may take, retries and reading included.
+    :param max_retries: retries after a failed attempt; 0 turns them off.
+    :return: Telnyx's JSON answer (``{"data": {"result": "ok"}}``): a dict whose ``command_id``
+        attribute is the command_id that was sent; ``None`` for a 2xx with no body, as the
+        original returns.
+    :raises TelnyxInputError: (a ValueError) bad input; nothing was sent.
+    :raises TelnyxAPIError: Telnyx answered non-2xx; ``str()`` starts with ``"<status> <text>"``.
+    :raises TelnyxConnectionError: no answer (connection failed, timeout, deadline).
+    """
+    started = time.monotonic()
+    api_key = _check_auth(auth)
+    _KEYS_SEEN.setdefault(api_key)
+    try:
+        path_id = _check_call_control_id(call_control_id, api_key)
+        payload = check_body(body)
+        _check_limits(timeout_s, deadline_s, max_retries)
+        url = f"{_base_url()}/calls/{path_id}/actions/streaming_start"
+        if max_retries > 0:  # a retried POST is only safe with one command_id: Telnyx drops repeats
+            payload.setdefault("command_id", str(uuid.uuid4()))
+        return _post(url, payload, api_key, timeout_s, started + deadline_s, max_retries)
+    except TelnyxError as error:
+        error.mask(api_key)  # the one place every error passes: whatever a server echoed, the key goes
+        raise
 
 
 # The body Telnyx accepts: a JSON object with any of BODY_FIELDS. A string annotation keeps
@@ -244,45 +286,6 @@ MAX_DEPTH = 8  # no streaming_start field nests deeper than 3; deeper input is r
 MIN_KEY_LENGTH = 16  # a shorter "key" cannot be masked without corrupting ordinary text (README)
 
 
-def main(
-    auth: telnyx,
-    call_control_id: str,
-    body: "StreamingStartBody | None" = None,
-    timeout_s: float = 10.0,
-    deadline_s: float = 20.0,
-    max_retries: int = 2,
-) -> Any:
-    """Start streaming a live call's audio to a WebSocket server.
-
-    :param auth: the `telnyx` resource, ``{"apiKey": "KEY..."}``.
-    :param call_control_id: ``data.payload.call_control_id`` of the call's webhook.
-    :param body: the streaming_start body (see BODY_FIELDS); ``None``, ``""``, ``[]`` and ``{}``
-        values mean "not set" and are not sent.
-    :param timeout_s: seconds one attempt may wait for an answer.
-    :param deadline_s: seconds the whole call may take, retries and reading included.
-    :param max_retries: retries after a failed attempt; 0 turns them off.
-    :return: Telnyx's JSON answer (``{"data": {"result": "ok"}}``): a dict whose ``command_id``
-        attribute is the command_id that was sent; ``None`` for a 2xx with no body, as the
-        original returns.
-    :raises TelnyxInputError: (a ValueError) bad input; nothing was sent.
-    :raises TelnyxAPIError: Telnyx answered non-2xx; ``str()`` starts with ``"<status> <text>"``.
-    :raises TelnyxConnectionError: no answer (connection failed, timeout, deadline).
-    """
-    started = time.monotonic()
-    api_key = _check_auth(auth)
-    try:
-        path_id = _check_call_control_id(call_control_id, api_key)
-        payload = check_body(body)
-        _check_limits(timeout_s, deadline_s, max_retries)
-        url = f"{_base_url()}/calls/{path_id}/actions/streaming_start"
-        if max_retries > 0:  # a retried POST is only safe with one command_id: Telnyx drops repeats
-            payload.setdefault("command_id", str(uuid.uuid4()))
-        return _post(url, payload, api_key, timeout_s, started + deadline_s, max_retries)
-    except TelnyxError as error:
-        error.mask(api_key)  # the one place every error passes: whatever a server echoed, the key goes
-        raise
-
-
 # ---------------------------------------------------------------------------------------------
 # Errors: one flat tree. Bad input is also a ValueError. main() masks the key in every one.
 # ---------------------------------------------------------------------------------------------
@@ -392,7 +395,8 @@ def check_body(body: Mapping[str, Any] | None) -> Dict[str, Any]:
         if key not in BODY_FIELDS:
             raise TelnyxInputError(_unknown_key_message(key), f"body.{key}")
     _check_parameters(payload.get("custom_parameters"))  # before the schema, whose message would be vaguer
-    errors = sorted(_validator().iter_errors(payload), key=lambda e: list(e.absolute_path))
+    first = itertools.islice(_validator().iter_errors(payload), 16)  # a body wrong everywhere: bounded
+    errors = sorted(first, key=lambda e: list(e.absolute_path))
     if errors:
         raise TelnyxInputError(*_explain(errors[0]))
     _check_rules(payload)
@@ -422,6 +426,7 @@ def _plain(value: Any, field: str, depth: int) -> Any:
     if depth > MAX_DEPTH:
         raise TelnyxInputError(f"{field} is nested deeper than {MAX_DEPTH} levels: no streaming_start field is.", field)
     if isinstance(value, str):
+        value = str.__str__(value)  # a plain str: a subclass's methods never run
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
@@ -442,8 +447,9 @@ def _plain(value: Any, field: str, depth: int) -> Any:
         for key, item in _items(value, field):
             if not isinstance(key, str):
                 raise TelnyxInputError(f"{field} has a key of type {type(key).__name__}: keys must be strings.", field)
+            key = str.__str__(key)
             if item is not None:
-                plain[key] = _plain(item, f"{field}.{key}", depth + 1)
+                plain[key] = _plain(item, f"{field}.{_show_text(key, 80)}", depth + 1)
         return plain
     if isinstance(value, (list, tuple)):
         return [_plain(item, f"{field}[{i}]", depth + 1) for i, item in enumerate(value) if item is not None]
@@ -549,14 +555,18 @@ def _check_auth(auth: Any) -> str:
     """The API key from the telnyx resource, stripped of the whitespace a paste leaves."""
     if not isinstance(auth, Mapping):
         raise TelnyxInputError(f"auth must be a telnyx resource, got {type(auth).__name__}. {RESOURCE_FIX}", "auth")
-    return _check_key(auth.get("apiKey"), "auth.apiKey", RESOURCE_FIX)
+    try:
+        key = auth.get("apiKey")
+    except Exception:  # a hostile Mapping: refused, never a crash
+        raise TelnyxInputError(f"auth cannot be read as an object: pass a plain dict. {RESOURCE_FIX}", "auth") from None
+    return _check_key(key, "auth.apiKey", RESOURCE_FIX)
 
 
 def _check_key(key: Any, name: str, fix: str) -> str:
     """The key, or a TelnyxInputError naming where it came from (``name``) and how to fix it."""
-    if not isinstance(key, str) or not key.strip():
+    if not isinstance(key, str) or not str.__str__(key).strip():
         raise TelnyxInputError(f"{name} is missing or empty. {fix}", name)
-    key = key.strip()
+    key = str.__str__(key).strip()  # a plain str: a subclass's methods never run
     if not key.isascii() or not key.isprintable() or any(c in key for c in ' "\\'):
         raise TelnyxInputError(
             f"{name} contains spaces, quotes, line breaks or non-ASCII characters (not shown). "
@@ -575,7 +585,8 @@ def _check_call_control_id(call_control_id: Any, api_key: str) -> str:
     fix = "Pass data.payload.call_control_id of the call.answered webhook, e.g. v3:9X2vxPDF..."
     name = "call_control_id"
     if isinstance(call_control_id, str):
-        call_control_id = call_control_id.strip()  # a pasted id's newline, as the original's URL parser does
+        # a plain str (a subclass's methods never run), without a pasted id's newline (as the original's URL parser)
+        call_control_id = str.__str__(call_control_id).strip()
     if not isinstance(call_control_id, str) or not call_control_id:
         got = "an empty string" if call_control_id == "" else type(call_control_id).__name__
         raise TelnyxInputError(f"{name} must be a non-empty string, got {got}. {fix}", name)
@@ -584,6 +595,8 @@ def _check_call_control_id(call_control_id: Any, api_key: str) -> str:
             f"{name} is your API key (not shown): the arguments look swapped. auth is the telnyx resource; {fix}",
             name,
         )
+    if api_key.lower() in call_control_id.lower():  # it would travel in the URL and urllib3's debug log
+        raise TelnyxInputError(f"{name} contains your API key (not shown): remove it. {fix}", name)
     if len(call_control_id) > 512:
         raise TelnyxInputError(f"{name} is {len(call_control_id)} characters, too long for an id. {fix}", name)
     if not call_control_id.isprintable() or " " in call_control_id:  # isprintable() refuses other whitespace
@@ -625,6 +638,7 @@ def _checked_base_url(raw: str) -> str:
         secure
         and host
         and raw.isprintable()
+        and not any(c in raw for c in "?#")  # even empty: "https://host/v2#" would send to another path
         and not (parts.username or parts.password or parts.query or parts.fragment)
     ):
         return raw.rstrip("/")
@@ -693,7 +707,7 @@ def _explain(error: Any) -> tuple:
 def _unknown_key_message(key: str) -> str:
     import difflib  # only on this error path: keeps it out of every cold start
 
-    close = difflib.get_close_matches(key, list(BODY_FIELDS), n=1, cutoff=0.6)
+    close = difflib.get_close_matches(key, list(BODY_FIELDS), n=1, cutoff=0.6) if len(key) <= 64 else []
     hint = f"did you mean {close[0]!r}?" if close else "check the spelling."
     return f"body has an unknown field {_show(key)}: {hint} Fields streaming_start accepts: {', '.join(BODY_FIELDS)}."
 
@@ -708,82 +722,160 @@ def _show(value: Any, limit: int = 80) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# HTTP. One pooled HTTPAdapter per process (no Session: no cookies, no redirect handling, no
-# ~/.netrc). The retry loop is written out in _post; urllib3's Retry is the policy it asks
-# (attempts left, backoff, Retry-After). The deadline bounds every phase: connecting through the
-# connect timeout (never longer than what is left), reading through _DeadlineReader.
+# HTTP. Each attempt runs in a thread of its own; the caller waits for it until the deadline at
+# most, then shuts the attempt's socket down and goes on without it. That is what bounds every
+# phase, name lookup and every address tried included (a socket timeout cannot interrupt
+# getaddrinfo, and restarts for each address); the socket timeouts only cut one silent read.
+# One pooled HTTPAdapter per process (no Session: no cookies, no redirects, no ~/.netrc); a forked
+# child starts a pool of its own. The retry loop is written out in _post; urllib3's Retry is the
+# policy it asks (attempts left, backoff, Retry-After). A failure is classified once, where it
+# happens (_classify), and the message is built from that.
 # ---------------------------------------------------------------------------------------------
-class _Attempt(NamedTuple):
-    deadline: float  # time.monotonic() by which the whole call ends
-    read_timeout: float  # the longest one read may wait (timeout_s)
+class _Failure(NamedTuple):
+    kind: str  # a key of _FAILURES
+    detail: str  # what happened, in our words (never a private class name)
+    sent: bool  # the request may have reached Telnyx
 
 
-_ATTEMPT: ContextVar[_Attempt | None] = ContextVar("telnyx_streaming_start_attempt", default=None)
+# kind: (headline, retried, what to check)
+_FAILURES = {
+    "resolve": ("could not reach Telnyx", True, "Check the host name in TELNYX_BASE_URL and this worker's DNS."),
+    "connect": ("could not reach Telnyx", True, "Check the network and TELNYX_BASE_URL."),
+    "tls": (
+        "could not reach Telnyx",
+        False,
+        "Check REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE (unset them to use the bundled certificates) and TELNYX_BASE_URL.",
+    ),
+    "proxy": ("could not reach Telnyx", False, "Check HTTPS_PROXY (its address and credentials), or unset it."),
+    "other": (
+        "could not reach Telnyx",
+        False,
+        "Check TELNYX_BASE_URL and the HTTPS_PROXY, REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE settings.",
+    ),
+    "timeout": (
+        "no answer in time (timeout or deadline)",
+        True,
+        "Telnyx did not answer within timeout_s / deadline_s; raise them or check the network.",
+    ),
+    "dropped": ("no answer", True, "The connection was closed before an answer came; check the network."),
+    "unusable": ("no usable answer", False, "Check TELNYX_BASE_URL."),
+}
 
 
-class _DeadlineReader(io.RawIOBase):
-    """What http.client's response reads from: its socket reader, with every read waiting at most
-    timeout_s and never past the deadline, so a server that drips one byte a second is cut off (a
-    socket timeout alone restarts on every byte)."""
+class _Attempt:
+    """One attempt, shared by the caller and the thread that runs it."""
 
-    def __init__(self, raw: Any, sock: socket.socket, attempt: _Attempt) -> None:
-        super().__init__()
-        self._raw, self._sock, self._attempt = raw, sock, attempt
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.outcome: tuple = (None, None)  # (_Answer, None) or (None, _Failure)
+        self.sent = False  # the request may have been written
+        self._conn: Any = None
+        self._cancelled = False
+        self._lock = threading.Lock()
 
-    def readable(self) -> bool:
-        return True
+    def adopt(self, conn: Any, sending: bool) -> None:
+        """Called from the connection the attempt uses, as it connects or sends."""
+        with self._lock:
+            self._conn, self.sent = conn, self.sent or sending
+            cancelled = self._cancelled
+        if cancelled:
+            _shut(conn)
 
-    def fileno(self) -> int:
-        return self._raw.fileno()
+    def cancel(self) -> None:
+        """The deadline passed: cut the connection (the thread then fails and ends) and never reuse it."""
+        with self._lock:
+            self._cancelled, conn = True, self._conn
+        if conn is not None:
+            _shut(conn)
 
-    def close(self) -> None:
-        self._raw.close()  # http.client's socket reader: it keeps the socket open until it is closed
-        super().close()
-
-    def readinto(self, buffer: Any) -> Any:
-        left = self._attempt.deadline - time.monotonic()
-        if left <= 0:
-            raise socket.timeout("deadline_s reached while reading the answer")
-        self._sock.settimeout(min(self._attempt.read_timeout, left))
-        return self._raw.readinto(buffer)
-
-
-class _MalformedHeaders(http.client.HTTPException):
-    """An answer whose header lines do not parse (raised before urllib3 would log them)."""
-
-    MESSAGE = "the answer has header lines that do not parse (not shown)"
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
 
 
-class _OtherError(urllib3.exceptions.HTTPError):
-    """A failure that is neither "no connection" nor "no answer" (a bad CA bundle or proxy setting,
-    anything unforeseen): Retry counts it as "other", which is final. Only the original's type name
-    and text are kept, so nothing of the request (its Authorization header) stays reachable."""
+_CURRENT: ContextVar[_Attempt | None] = ContextVar("telnyx_streaming_start_attempt", default=None)
 
 
-class _DeadlineResponse(http.client.HTTPResponse):
-    """http.client's response, read through _DeadlineReader during one of this script's attempts."""
+def _shut(conn: Any) -> None:
+    sock = getattr(conn, "sock", None)
+    try:
+        if sock is not None:
+            sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    try:
+        conn.close()
+    except Exception:  # noqa: S110 - closing a connection another thread is using: best effort
+        pass
 
-    def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
-        super().__init__(sock, *args, **kwargs)
-        attempt = _ATTEMPT.get()
+
+class _Connection:
+    """What this script adds to urllib3's connections: the attempt can cut them, and http.client's
+    debug output (``HTTPConnection.debuglevel = 1``, set by anything in the process) never prints the
+    Authorization header."""
+
+    debuglevel = property(lambda self: 0, lambda self, value: None)
+
+    def connect(self) -> None:
+        attempt = _CURRENT.get()
         if attempt is not None:
-            self.fp = io.BufferedReader(_DeadlineReader(self.fp.detach(), sock, attempt))
+            attempt.adopt(self, sending=False)
+        super().connect()  # type: ignore[misc]
+        if attempt is not None:  # connected: from here on the request may be written
+            attempt.adopt(self, sending=True)
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        attempt = _CURRENT.get()
+        if attempt is not None:  # a pooled connection is already open; a new one connects inside
+            attempt.adopt(self, sending=getattr(self, "sock", None) is not None)
+        super().request(*args, **kwargs)  # type: ignore[misc]
+
+
+class _HeaderLines(http.client.HTTPException):
+    """Header lines that do not parse: refused here, before urllib3 would log them (they may echo anything)."""
+
+
+class _Response(http.client.HTTPResponse):
+    """http.client's response, stricter: interim 1xx answers (102, 103) are skipped, not taken as the
+    answer; a negative chunk size and header lines that do not parse are refused. The first two
+    override private methods: if a new Python renames them, those checks stop applying (the call
+    still works, and _exchange still refuses a 1xx as the answer), they never break a call."""
 
     def begin(self) -> None:
         super().begin()
         try:
             assert_header_parsing(self.msg)
         except (urllib3.exceptions.HeaderParsingError, TypeError):
-            # urllib3 would log the unparsed lines at WARNING, whatever they echo (the key too)
-            raise _MalformedHeaders from None  # _cause tells it apart: what the user reads is its MESSAGE
+            raise _HeaderLines("header lines that do not parse") from None
+
+    def _read_status(self) -> Any:
+        while True:
+            line = super()._read_status()  # type: ignore[misc]
+            status = line[1] if isinstance(line, tuple) and len(line) == 3 else None  # else: a changed http.client
+            if not (isinstance(status, int) and 102 <= status < 200):  # 100: http.client skips it; 101 is final
+                return line
+            for _ in range(101):  # the interim answer's header lines, up to the blank line
+                line = self.fp.readline(65537)
+                if len(line) > 65536:
+                    raise http.client.LineTooLong("header line")
+                if line in (b"\r\n", b"\n", b""):
+                    break
+            else:
+                raise http.client.HTTPException("got more than 100 headers")
+
+    def _read_next_chunk_size(self) -> int:
+        size = super()._read_next_chunk_size()  # type: ignore[misc]
+        if isinstance(size, int) and size < 0:
+            raise http.client.IncompleteRead(b"")
+        return size
 
 
-class _HTTPConnection(HTTPConnection):
-    response_class = _DeadlineResponse
+class _HTTPConnection(_Connection, HTTPConnection):
+    response_class = _Response
 
 
-class _HTTPSConnection(HTTPSConnection):
-    response_class = _DeadlineResponse
+class _HTTPSConnection(_Connection, HTTPSConnection):
+    response_class = _Response
 
 
 class _HTTPPool(HTTPConnectionPool):
@@ -812,6 +904,7 @@ class _Adapter(HTTPAdapter):
 
 _ADAPTER: _Adapter | None = None
 _ADAPTER_LOCK = threading.Lock()
+_FORKED: List[Any] = []  # a parent's adapters, kept (never closed) in a forked child: their sockets are the parent's
 _USER_AGENT = f"windmill-telnyx-streaming-start/{__version__} {requests.utils.default_user_agent()}"
 
 
@@ -822,6 +915,16 @@ def _adapter() -> _Adapter:
         if _ADAPTER is None:
             _ADAPTER = _Adapter(pool_connections=4, pool_maxsize=32, max_retries=0)
         return _ADAPTER
+
+
+def _after_fork() -> None:
+    global _ADAPTER, _ADAPTER_LOCK
+    _FORKED.append(_ADAPTER)
+    _ADAPTER, _ADAPTER_LOCK = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 class _Answer(NamedTuple):
@@ -837,34 +940,36 @@ def _post(url: str, payload: Dict[str, Any], api_key: str, timeout_s: float, dea
     headers = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": _USER_AGENT}
     request = requests.Request("POST", url, data=data, headers=headers).prepare()
     request.headers["Authorization"] = f"Bearer {api_key}"
-    # Retry is the policy this loop asks: attempts left, the backoff, Retry-After. Which statuses are
-    # retried is decided here (RETRY_STATUSES), and a 3xx is returned before Retry is asked, so it
-    # needs neither status_forcelist nor a redirect count.
+    # Retry is the policy this loop asks: attempts left, the backoff, Retry-After. Which answers and
+    # failures are retried is decided here (RETRY_STATUSES, _FAILURES), so it needs no forcelist.
     retry = Retry(
         total=max_retries,
-        other=0,  # an error that is neither "no connection" nor "no answer" (TLS, decoding) is final
         allowed_methods=None,  # every method: POST is safe to repeat with one command_id
         backoff_factor=0.25,
         backoff_jitter=0.25,
         backoff_max=4.0,
     )
-    attempts = 0
-    sent = False  # whether any attempt may have reached Telnyx (a connect failure sends nothing)
+    attempts, sent = 0, False  # sent: whether any attempt may have reached Telnyx
     while True:
+        if time.monotonic() >= deadline:  # a deadline_s spent before any request (only the first can be)
+            failure = _Failure("timeout", "deadline_s passed before the request was sent", False)
+            return _give_up(None, failure, command_id, attempts, api_key, "", sent)
         attempts += 1
         answer, failure = _attempt(request, timeout_s, deadline)
-        sent = sent or not isinstance(failure, urllib3.exceptions.ConnectTimeoutError)  # NewConnectionError too
+        sent = sent or failure is None or failure.sent
         if answer is not None and answer.status not in RETRY_STATUSES:
             return _result(answer, command_id, attempts, api_key)
+        if failure is not None and not _FAILURES[failure.kind][1]:  # not worth another attempt
+            return _give_up(answer, failure, command_id, attempts, api_key, "", sent)
         retry_after = None
         try:
             if answer is not None:
                 retry_after = _retry_after(retry, answer.raw)
                 retry = retry.increment("POST", url, response=answer.raw)
             else:
-                retry = retry.increment("POST", url, error=failure)
+                retry = retry.increment("POST", url, error=urllib3.exceptions.ProtocolError("retried"))
             exhausted = False
-        except urllib3.exceptions.MaxRetryError:  # no retries left, or a failure not worth retrying
+        except urllib3.exceptions.MaxRetryError:  # no retries left
             exhausted = True
         if exhausted:  # raised here, not in the except block: the error keeps no context
             return _give_up(answer, failure, command_id, attempts, api_key, "", sent)
@@ -878,31 +983,45 @@ def _post(url: str, payload: Dict[str, Any], api_key: str, timeout_s: float, dea
 
 
 def _attempt(request: requests.PreparedRequest, timeout_s: float, deadline: float) -> tuple:
-    """One attempt: ``(_Answer, None)`` when the server answered, ``(None, urllib3 error)`` when not."""
-    left = deadline - time.monotonic()
-    token = _ATTEMPT.set(_Attempt(deadline, timeout_s))
-    failure: Exception | None = None
+    """One attempt, bounded by the deadline: ``(_Answer, None)`` or ``(None, _Failure)``."""
+    left = max(deadline - time.monotonic(), 0.001)
+    attempt = _Attempt()
+    thread = threading.Thread(
+        target=_run_attempt, args=(attempt, request, timeout_s, left), name="telnyx-streaming-start", daemon=True
+    )
+    thread.start()
+    if attempt.done.wait(left):
+        return attempt.outcome
+    attempt.cancel()
+    return None, _Failure("timeout", "deadline_s passed before an answer came", attempt.sent)
+
+
+def _run_attempt(attempt: _Attempt, request: requests.PreparedRequest, timeout_s: float, left: float) -> None:
+    _CURRENT.set(attempt)
     try:
-        response = _adapter().send(  # the adapter never reads the body: it is read below, capped
-            request,
-            timeout=(min(CONNECT_TIMEOUT_S, timeout_s, left), min(timeout_s, left)),
-            verify=os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True,
-            proxies=_proxies(request.url or ""),
-        )
-        with response:
-            content = response.raw.read(MAX_RESPONSE_BYTES + 1, decode_content=True)
-        if len(content) > MAX_RESPONSE_BYTES:
-            failure = urllib3.exceptions.ResponseError(
-                f"the answer (status {response.status_code}) is larger than {MAX_RESPONSE_BYTES} bytes and was "
-                "not read; check TELNYX_BASE_URL"
-            )
-        else:
-            return _Answer(response.status_code, response.headers, content, response.raw), None
-    except Exception as exc:  # whatever the server or the network did: one of three errors, never a crash
-        failure = _cause(exc)
+        attempt.outcome = _exchange(request, timeout_s, left)
+    except Exception as exc:  # whatever the server or the network did: classified, never a crash
+        attempt.outcome = (None, _classify(exc, attempt.sent))
     finally:
-        _ATTEMPT.reset(token)
-    return None, failure
+        attempt.done.set()
+
+
+def _exchange(request: requests.PreparedRequest, timeout_s: float, left: float) -> tuple:
+    response = _adapter().send(  # the adapter never reads the body: it is read below, capped
+        request,
+        timeout=(min(CONNECT_TIMEOUT_S, timeout_s, left), min(timeout_s, left)),
+        verify=os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True,
+        proxies=_proxies(request.url or ""),
+    )
+    with response:  # closing it unread closes the connection: a cut-off answer never returns to the pool
+        if not 200 <= response.status_code < 600:  # a 1xx as the answer: the real one is still unread
+            return None, _Failure("unusable", f"the answer's status is {response.status_code}", True)
+        content = response.raw.read(MAX_RESPONSE_BYTES + 1, decode_content=True)
+        if len(content) > MAX_RESPONSE_BYTES:
+            status = response.status_code
+            detail = f"the answer (status {status}) is larger than {MAX_RESPONSE_BYTES} bytes and was not read"
+            return None, _Failure("unusable", detail, True)
+        return _Answer(response.status_code, response.headers, content, response.raw), None
 
 
 def _proxies(url: str) -> Dict[str, str]:
@@ -911,20 +1030,70 @@ def _proxies(url: str) -> Dict[str, str]:
     return requests.utils.get_environ_proxies(url) if url.startswith("https:") else {}
 
 
-def _cause(exc: Exception) -> Exception:
-    """The urllib3 error under requests' wrappers (Retry's policy tells connect from read errors by it)."""
-    while isinstance(exc, requests.RequestException) and exc.args and isinstance(exc.args[0], Exception):
-        exc = exc.args[0]
-    if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
-        exc = exc.reason
-    if isinstance(exc, urllib3.exceptions.ProtocolError) and any(isinstance(a, _MalformedHeaders) for a in exc.args):
-        exc = urllib3.exceptions.ResponseError(_MalformedHeaders.MESSAGE)  # an answer, unusable: not retried
-    elif not isinstance(exc, urllib3.exceptions.HTTPError):
-        detail = exc.args[0] if len(exc.args) == 1 else exc.args  # the text, not a repr of the exception
-        exc = _OtherError(f"{type(exc).__name__}: {_show_text(detail)}")
-    exc.__context__ = exc.__cause__ = None
-    exc.__traceback__ = None
-    return exc
+def _classify(exc: BaseException, sent: bool) -> _Failure:
+    """What a failure IS, decided once, from the chain of causes under requests' and urllib3's wrappers."""
+    chain: List[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and len(chain) < 16:
+        chain.append(seen)
+        reason = getattr(seen, "reason", None)
+        arg = next((a for a in seen.args if isinstance(a, BaseException)), None)
+        seen = reason if isinstance(reason, BaseException) else arg or seen.__cause__ or seen.__context__
+    found = lambda *kinds: next((e for e in chain if isinstance(e, kinds)), None)  # noqa: E731
+    os_error = next((e for e in chain if isinstance(e, OSError) and e.strerror), None)
+    why = _show_text(os_error.strerror if os_error is not None and os_error.strerror else "", 120)
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if found(requests.exceptions.InvalidProxyURL, urllib3.exceptions.ProxySchemeUnknown):
+        return _Failure("proxy", "HTTPS_PROXY is not a proxy URL", False)
+    if isinstance(exc, OSError) and "CA certificate bundle" in str(exc):  # requests' check of the path
+        return _Failure("tls", f"the CA bundle {_show(bundle)} does not exist", False)
+    if found(urllib3.exceptions.ProxyError, requests.exceptions.ProxyError):
+        text = " ".join(str(e) for e in chain)
+        status = re.search(r"Tunnel connection failed: (\d{3}[^'\")]*)", text)
+        what = f"the proxy answered {status.group(1).strip()}" if status else "the proxy could not be reached"
+        return _Failure("proxy", what, False)
+    if found(ssl.SSLError, urllib3.exceptions.SSLError):
+        setting = f"the CA bundle {_show(bundle)}: " if bundle else ""
+        return _Failure("tls", f"TLS failed ({setting}{_ssl_reason(chain)})", False)
+    name_error = found(urllib3.exceptions.NameResolutionError)
+    if name_error is not None or found(socket.gaierror):
+        host = getattr(getattr(name_error, "conn", None), "host", None)
+        return _Failure(
+            "resolve", f"the host name {_show(host)} did not resolve" if host else "a name did not resolve", False
+        )
+    if found(urllib3.exceptions.NewConnectionError, ConnectionRefusedError):
+        return _Failure("connect", f"no connection ({why or 'refused'})", False)
+    if found(urllib3.exceptions.ConnectTimeoutError):
+        return _Failure("connect", "no connection (connecting timed out)", False)
+    if found(urllib3.exceptions.ReadTimeoutError, socket.timeout):
+        return _Failure("timeout", "the answer did not come within timeout_s", sent)
+    for kinds, what in _UNUSABLE:
+        if found(*kinds) and not found(ConnectionError):  # (RemoteDisconnected is both: a dropped connection)
+            return _Failure("unusable", what, True)
+    if found(ConnectionError, urllib3.exceptions.ProtocolError):  # reset, closed, broken pipe
+        return _Failure("dropped", f"the connection was closed ({why or 'no answer'})", sent)
+    said: Any = exc.args[0] if len(exc.args) == 1 else exc.args  # the text, not a repr of the exception
+    detail = f"{type(exc).__name__}: {_show_text(said, 120)}"
+    return _Failure("unusable", detail, True) if sent else _Failure("other", detail, False)
+
+
+_UNUSABLE = (  # what makes an answer unusable, in the order checked
+    ((_HeaderLines,), "the answer has header lines that do not parse (not shown)"),
+    ((http.client.LineTooLong,), "a line of the answer is too long"),
+    ((urllib3.exceptions.DecodeError,), "the answer's content encoding cannot be decoded"),
+    (
+        (urllib3.exceptions.InvalidChunkLength, http.client.IncompleteRead),
+        "the answer's body is cut short or misframed",
+    ),
+    ((http.client.BadStatusLine,), "the answer has no valid HTTP status line"),
+    ((http.client.HTTPException, urllib3.exceptions.ResponseError), "the answer is not well-formed HTTP"),
+)
+
+
+def _ssl_reason(chain: List[BaseException]) -> str:
+    error = next((e for e in chain if isinstance(e, ssl.SSLError)), None)
+    reason = getattr(error, "reason", None) or getattr(error, "verify_message", None)
+    return _show_text(reason or "the handshake failed", 120)
 
 
 def _retry_after(retry: Retry, raw: Any) -> float | None:
@@ -938,7 +1107,7 @@ def _retry_after(retry: Retry, raw: Any) -> float | None:
 
 def _give_up(
     answer: _Answer | None,
-    failure: Exception | None,
+    failure: _Failure | None,
     command_id: str | None,
     attempts: int,
     api_key: str,
@@ -947,8 +1116,8 @@ def _give_up(
 ) -> Any:
     if answer is not None:  # Telnyx answered (a retryable status): that answer is the error
         return _result(answer, command_id, attempts, api_key, why)
-    message = _no_answer_message(failure, attempts, command_id, why, sent)
-    raise TelnyxConnectionError(message, command_id, attempts)
+    assert failure is not None
+    raise TelnyxConnectionError(_no_answer_message(failure, attempts, command_id, why, sent), command_id, attempts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -996,9 +1165,13 @@ def _result(answer: _Answer, command_id: str | None, attempts: int, api_key: str
 
 def _parse_json(text: str) -> Any:
     try:
-        return json.loads(text)
-    except (ValueError, RecursionError):  # not JSON, or nested too deep to be Telnyx's
+        return json.loads(text, parse_constant=_not_a_constant)
+    except (ValueError, RecursionError):  # not JSON (NaN, Infinity: JSON.parse refuses them too), or too deep
         return _NOT_JSON
+
+
+def _not_a_constant(name: str) -> Any:
+    raise ValueError(name)
 
 
 def _hints(status: int, errors: List[Any], headers: Any, attempts: int, command_id: str | None, why: str) -> List[str]:
@@ -1063,36 +1236,47 @@ def _safe_retry(command_id: str | None, sent: bool = True) -> str:
     )
 
 
-def _no_answer_message(failure: Exception | None, attempts: int, command_id: str | None, why: str, sent: bool) -> str:
-    timed_out = isinstance(failure, urllib3.exceptions.TimeoutError) and not isinstance(
-        failure,
-        urllib3.exceptions.NewConnectionError,  # a subclass of ConnectTimeoutError, for history
-    )
-    if timed_out:
-        what = "no answer in time (timeout or deadline)"
-        fix = "Telnyx did not answer within timeout_s / deadline_s; raise them or check the network. "
-    elif isinstance(failure, urllib3.exceptions.ResponseError):  # an answer was there: too large, or broken
-        what = "no usable answer"
-        fix = "Check TELNYX_BASE_URL. "
-    elif isinstance(failure, _OtherError):  # failed before or outside the exchange: most often a setting
-        what = "could not reach Telnyx"
-        fix = "Check TELNYX_BASE_URL and the HTTPS_PROXY, REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE settings. "
-    else:
-        what = "could not reach Telnyx"
-        fix = "Check the network and TELNYX_BASE_URL. "
-    named = str(failure) if isinstance(failure, _OtherError) else f"{type(failure).__name__}: {failure}"
-    cause = _show_text(named, 300)
+def _no_answer_message(failure: _Failure, attempts: int, command_id: str | None, why: str, sent: bool) -> str:
+    headline, _, fix = _FAILURES[failure.kind]
     details = f"(command_id={command_id}, attempts={attempts})"
-    return f"{what} after {attempts} attempt(s): {cause}\n{why}{fix}{_safe_retry(command_id, sent)}\n{details}"
+    advice = f"{why}{fix} {_safe_retry(command_id, sent)}"
+    return f"{headline} after {attempts} attempt(s): {failure.detail}\n{advice}\n{details}"
 
 
 # ---------------------------------------------------------------------------------------------
 # Masking the key. Keys are at least MIN_KEY_LENGTH characters, so matching them in any case
 # (a URL's host is lowercased) never touches ordinary text.
 # ---------------------------------------------------------------------------------------------
+# Anything shaped like a Telnyx API key ("KEY" + letters and digits + "_" + more): another
+# tenant's key echoed by a server is masked too, case-sensitively (ordinary words are not KEY..._...).
+_KEY_SHAPE = r"KEY[0-9A-Za-z]{0,64}_[0-9A-Za-z_-]{16,}"
+_KEYS_SEEN: Dict[str, None] = {}  # the keys this process has used: masked in urllib3's log records too
+
+
 @functools.lru_cache(maxsize=8)
 def _key_pattern(api_key: str) -> re.Pattern:
-    return re.compile(re.escape(api_key), re.IGNORECASE)
+    return re.compile(f"(?i:{re.escape(api_key)})|{_KEY_SHAPE}")
+
+
+class _MaskKeys(logging.Filter):
+    """On urllib3's loggers, at every level: a record that shows a key (whatever a server echoed
+    into it) is logged with the key masked and without its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a record that cannot be formatted is not ours to fix
+            return True
+        masked = message
+        for key in list(_KEYS_SEEN) or [""]:
+            masked = _key_pattern(key).sub("***", masked) if key else re.sub(_KEY_SHAPE, "***", masked)
+        if masked != message:
+            record.msg, record.args, record.exc_info, record.exc_text = masked, None, None, None
+        return True
+
+
+for _name in ("urllib3.connectionpool", "urllib3.connection", "urllib3.response", "urllib3.util.retry"):
+    logging.getLogger(_name).addFilter(_MaskKeys())
 
 
 def _masked(value: Any, api_key: str) -> Any:

@@ -108,7 +108,9 @@ def test_no_answer_in_time_word_for_word(serve):
     serve(silent(5))
     error = connection_error(timeout_s=0.3, deadline_s=5, max_retries=0)
     first, *rest = str(error).split("\n")
-    assert first.startswith("no answer in time (timeout or deadline) after 1 attempt(s): ReadTimeoutError: ")
+    assert (
+        first == "no answer in time (timeout or deadline) after 1 attempt(s): the answer did not come within timeout_s"
+    )
     assert rest == [
         f"Telnyx did not answer within timeout_s / deadline_s; raise them or check the network. {SAFE_C1}",
         "(command_id=c1, attempts=1)",
@@ -119,9 +121,11 @@ def test_no_answer_in_time_word_for_word(serve):
 def test_could_not_reach_word_for_word(monkeypatch):
     monkeypatch.setenv("TELNYX_BASE_URL", "http://127.0.0.1:9/v2")
     error = connection_error(max_retries=1)
-    first, *rest = str(error).split("\n")
-    assert first.startswith("could not reach Telnyx after 2 attempt(s): NewConnectionError: ")
-    assert rest == [f"Check the network and TELNYX_BASE_URL. {NOTHING_SENT}", "(command_id=c1, attempts=2)"]
+    assert str(error).split("\n") == [
+        "could not reach Telnyx after 2 attempt(s): no connection (Connection refused)",
+        f"Check the network and TELNYX_BASE_URL. {NOTHING_SENT}",
+        "(command_id=c1, attempts=2)",
+    ]
 
 
 NOTHING_SENT = "Nothing was sent to Telnyx (no connection was made), so running it again is safe."
@@ -130,9 +134,11 @@ NOTHING_SENT = "Nothing was sent to Telnyx (no connection was made), so running 
 def test_a_name_that_does_not_resolve_says_nothing_was_sent(monkeypatch):
     monkeypatch.setenv("TELNYX_BASE_URL", "https://no-such-host.invalid/v2")  # .invalid never resolves (RFC 2606)
     error = connection_error(max_retries=0)
-    first, *rest = str(error).split("\n")
-    assert first.startswith("could not reach Telnyx after 1 attempt(s): NameResolutionError: ")
-    assert rest == [f"Check the network and TELNYX_BASE_URL. {NOTHING_SENT}", "(command_id=c1, attempts=1)"]
+    assert str(error).split("\n") == [
+        "could not reach Telnyx after 1 attempt(s): the host name 'no-such-host.invalid' did not resolve",
+        f"Check the host name in TELNYX_BASE_URL and this worker's DNS. {NOTHING_SENT}",
+        "(command_id=c1, attempts=1)",
+    ]
 
 
 def test_nothing_sent_only_when_no_attempt_reached_the_server(serve, monkeypatch):
@@ -147,7 +153,7 @@ def test_nothing_sent_only_when_no_attempt_reached_the_server(serve, monkeypatch
     servers.append(serve(close_then_stall))
     error = connection_error(max_retries=1, timeout_s=0.5, deadline_s=3)
     first = str(error).split("\n")[0]
-    assert first.startswith("could not reach Telnyx after 2 attempt(s): NewConnectionError: ")
+    assert first == "could not reach Telnyx after 2 attempt(s): no connection (Connection refused)"
     assert servers[0].connections == 1 and len(servers[0].requests) == 1
     assert SAFE_C1 in str(error) and NOTHING_SENT not in str(error)
 
@@ -155,8 +161,7 @@ def test_nothing_sent_only_when_no_attempt_reached_the_server(serve, monkeypatch
 def test_no_usable_answer_word_for_word(serve):
     serve(replying(answer(200, [], b"x" * (2 << 20))))
     assert str(connection_error(max_retries=0)).split("\n") == [
-        "no usable answer after 1 attempt(s): ResponseError: the answer (status 200) is larger than 1048576 bytes "
-        "and was not read; check TELNYX_BASE_URL",
+        "no usable answer after 1 attempt(s): the answer (status 200) is larger than 1048576 bytes and was not read",
         f"Check TELNYX_BASE_URL. {SAFE_C1}",
         "(command_id=c1, attempts=1)",
     ]
@@ -248,39 +253,34 @@ def test_only_3xx_get_the_redirect_hint(serve, status):
     )
 
 
-def test_a_long_cause_is_cut_at_300_characters(monkeypatch):
+def test_a_long_host_name_is_cut_in_the_message(monkeypatch):
     monkeypatch.setenv("TELNYX_BASE_URL", f"https://{'h' * 60}.{'i' * 60}.{'j' * 60}.invalid/v2")
     first = str(connection_error(max_retries=0)).split("\n")[0]
-    cause = first.split(" attempt(s): ", 1)[1]
-    assert len(cause) == 300 and cause.endswith("...")
+    # the name is shown as a repr cut at 80 characters: the quote, 74 of the name, ...'
+    assert (
+        first == f"could not reach Telnyx after 1 attempt(s): the host name '{'h' * 60}.{'i' * 13}...' did not resolve"
+    )
 
 
-SETTINGS_FIX = "Check TELNYX_BASE_URL and the HTTPS_PROXY, REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE settings."
+CA_FIX = "Check REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE (unset them to use the bundled certificates) and TELNYX_BASE_URL."
+PROXY_FIX = "Check HTTPS_PROXY (its address and credentials), or unset it."
 
 
 @pytest.mark.parametrize(
-    ("variable", "value", "cause"),
+    ("variable", "value", "cause", "fix"),
     [
-        (
-            "REQUESTS_CA_BUNDLE",
-            "/nonexistent/ca.pem",
-            "OSError: Could not find a suitable TLS CA certificate bundle, invalid path: /nonexistent/ca.pem",
-        ),
-        (
-            "HTTPS_PROXY",
-            "http://",
-            "InvalidProxyURL: Please check proxy URL. It is malformed and could be missing the host.",
-        ),
+        ("REQUESTS_CA_BUNDLE", "/nonexistent/ca.pem", "the CA bundle '/nonexistent/ca.pem' does not exist", CA_FIX),
+        ("HTTPS_PROXY", "http://", "HTTPS_PROXY is not a proxy URL", PROXY_FIX),
     ],
 )
-def test_a_broken_setting_is_named_with_its_text_and_not_retried(monkeypatch, variable, value, cause):
-    # requests raises these before connecting (not urllib3 errors): one attempt, the setting's own words
+def test_a_broken_setting_is_named_and_not_retried(monkeypatch, variable, value, cause, fix):
+    # requests raises these before connecting: one attempt, the setting named, nothing sent
     monkeypatch.setenv("TELNYX_BASE_URL", "https://127.0.0.1:9/v2")
     monkeypatch.setenv(variable, value)
     error = connection_error(max_retries=2)
     assert str(error).split("\n") == [
         f"could not reach Telnyx after 1 attempt(s): {cause}",
-        f"{SETTINGS_FIX} {SAFE_C1}",
+        f"{fix} {NOTHING_SENT}",
         "(command_id=c1, attempts=1)",
     ]
     assert error.attempts == 1
@@ -289,7 +289,7 @@ def test_a_broken_setting_is_named_with_its_text_and_not_retried(monkeypatch, va
 def test_an_answer_whose_headers_do_not_parse_is_no_usable_answer_and_not_retried(serve):
     server = serve(replying(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Broken\r\nConnection: close\r\n\r\n{}"))
     assert str(connection_error(max_retries=2)).split("\n") == [
-        "no usable answer after 1 attempt(s): ResponseError: the answer has header lines that do not parse (not shown)",
+        "no usable answer after 1 attempt(s): the answer has header lines that do not parse (not shown)",
         f"Check TELNYX_BASE_URL. {SAFE_C1}",
         "(command_id=c1, attempts=1)",
     ]
@@ -567,12 +567,15 @@ def test_a_pointer_keeps_its_capital_letters(serve):
 
 # -- helpers whose inputs no server or form reaches today, called directly --------------------------
 @pytest.mark.parametrize(
-    ("exc", "text"),
-    [(KeyError(), "KeyError: ()"), (ValueError("a", 2), "ValueError: ('a', 2)"), (OSError("no"), "OSError: no")],
+    ("exc", "sent", "failure"),
+    [
+        (KeyError(), False, ("other", "KeyError: ()", False)),
+        (ValueError("a", 2), True, ("unusable", "ValueError: ('a', 2)", True)),
+        (OSError("no"), False, ("other", "OSError: no", False)),
+    ],
 )
-def test_an_unforeseen_failure_keeps_its_type_and_text_only(exc, text):
-    cause = script._cause(exc)
-    assert str(cause) == text and cause.__context__ is None and cause.__cause__ is None
+def test_an_unforeseen_failure_keeps_its_type_and_text_only(exc, sent, failure):
+    assert tuple(script._classify(exc, sent)) == failure
 
 
 def test_masking_a_value_json_cannot_carry_names_its_type():

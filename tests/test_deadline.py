@@ -1,0 +1,389 @@
+"""The deadline is the caller's clock (issue 19): every phase bounded (name lookup, every address,
+answers, framing), 1xx answers skipped, no call reading another's answer (pool, fork), the 1 MiB
+cap held by every framing, each failure named once, the key out of every output, hostile Python
+inputs refused in bounded time and memory. Real servers on 127.0.0.1 (tests/rawserver.py); the
+resolver, which no test may replace for the machine, is slowed by wrapping socket.getaddrinfo."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import http.client
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import tracemalloc
+
+import pytest
+from conftest import KEY, URL
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from rawserver import answer, read_request, replying
+
+import script
+
+pytestmark = pytest.mark.usefixtures("fresh_adapter")
+OK = b'{"data":{"result":"ok"}}'
+SLACK = 0.5  # what the README promises past deadline_s
+THREE = (script.TelnyxInputError, script.TelnyxAPIError, script.TelnyxConnectionError)
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "0")) or None
+
+
+def outcome(**kwargs):
+    """main() against TELNYX_BASE_URL: (result or error, seconds)."""
+    started = time.monotonic()
+    try:
+        result = script.main({"apiKey": KEY}, "v3:dl", {"stream_url": URL, "command_id": "c1"}, **kwargs)
+    except script.TelnyxError as error:
+        result = error
+    return result, time.monotonic() - started
+
+
+# -- name lookup and dead addresses are inside the deadline -----------------------------------------
+@contextlib.contextmanager
+def slow_resolver(monkeypatch, delay: float, addresses: list[tuple[str, int]] | None = None):
+    """getaddrinfo that takes `delay` seconds (a resolver timing out), then answers the real lookup,
+    or `addresses` (a host with several addresses)."""
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if host == "telnyx.test":
+            time.sleep(delay)
+            if addresses is not None:
+                return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", a) for a in addresses]
+            return real("127.0.0.1", port, *args, **kwargs)
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    yield
+
+
+@pytest.fixture
+def dead_port():
+    """A port whose backlog is full: connecting to it hangs until the connect timeout."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    queued = []
+    for _ in range(8):
+        client = socket.socket()
+        client.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            client.connect(("127.0.0.1", port))
+        queued.append(client)
+    time.sleep(0.1)
+    yield port
+    for client in queued:
+        client.close()
+    listener.close()
+
+
+@settings(max_examples=EXAMPLES or 6, deadline=None, suppress_health_check=list(HealthCheck))
+@given(delay=st.floats(0.6, 4.0), deadline_s=st.floats(0.3, 1.5), retries=st.integers(0, 2))
+def test_a_slow_resolver_ends_by_the_deadline(monkeypatch, delay, deadline_s, retries):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TELNYX_BASE_URL", "https://telnyx.test/v2")
+        with slow_resolver(patch, delay):
+            result, took = outcome(deadline_s=deadline_s, max_retries=retries)
+    assert isinstance(result, script.TelnyxConnectionError), result
+    assert took <= deadline_s + SLACK, f"{took:.2f} s with deadline_s={deadline_s:.2f} and a {delay:.2f} s resolver"
+    assert "Nothing was sent to Telnyx" in str(result)  # it never got past the name lookup
+
+
+@settings(max_examples=EXAMPLES or 4, deadline=None, suppress_health_check=list(HealthCheck))
+@given(dead=st.integers(2, 6), deadline_s=st.floats(0.5, 1.5))
+def test_many_dead_addresses_end_by_the_deadline(monkeypatch, dead_port, dead, deadline_s):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TELNYX_BASE_URL", f"https://telnyx.test:{dead_port}/v2")
+        with slow_resolver(patch, 0, [("127.0.0.1", dead_port)] * dead):
+            result, took = outcome(deadline_s=deadline_s, timeout_s=10, max_retries=1)
+    assert isinstance(result, script.TelnyxConnectionError), result
+    assert took <= deadline_s + SLACK, f"{took:.2f} s for {dead} dead addresses, deadline_s={deadline_s:.2f}"
+
+
+def test_a_deadline_spent_before_the_first_request_sends_nothing_and_counts_no_attempt(serve):
+    server = serve(replying(answer(200, [], OK)))
+    result, _ = outcome(deadline_s=1e-9)
+    assert str(result).split("\n") == [
+        "no answer in time (timeout or deadline) after 0 attempt(s): deadline_s passed before the request was sent",
+        "Telnyx did not answer within timeout_s / deadline_s; raise them or check the network. Nothing was sent "
+        "to Telnyx (no connection was made), so running it again is safe.",
+        "(command_id=c1, attempts=0)",
+    ]
+    assert server.connections == 0
+
+
+# -- 1xx answers, the pool and fork: no call ever reads another call's answer --------------------------
+def interim(*statuses: int) -> bytes:
+    return b"".join(f"HTTP/1.1 {s} Interim\r\nLink: </x>; rel=preload\r\n\r\n".encode() for s in statuses)
+
+
+def numbered_answers():
+    """Keep-alive answers, each naming the request it answers (its command_id), after 1xx answers
+    taken from the request's own command_id ("c-103-102" sends 103 then 102 first)."""
+
+    def handler(conn, request):
+        while request:
+            body = json.loads(request.split(b"\r\n\r\n", 1)[1])
+            statuses = [int(s) for s in body["command_id"].split("-")[1:] if s.isdigit()]
+            final = json.dumps({"data": {"answers": body["command_id"]}}).encode()
+            conn.sendall(interim(*statuses) + answer(200, [], final).replace(b"Connection: close\r\n", b""))
+            request = read_request(conn)
+
+    return handler
+
+
+@settings(max_examples=EXAMPLES or 12, deadline=None, suppress_health_check=list(HealthCheck))
+@given(sequences=st.lists(st.lists(st.sampled_from([100, 102, 103, 150, 199]), max_size=4), min_size=2, max_size=4))
+def test_interim_answers_are_skipped_and_each_call_reads_its_own_answer(serve, sequences):
+    server = serve(numbered_answers())
+    for sequence in sequences:
+        command_id = "-".join(["c", *map(str, sequence)])
+        result = script.main({"apiKey": KEY}, "v3:x", {"stream_url": URL, "command_id": command_id}, max_retries=0)
+        assert result == {"data": {"answers": command_id}}
+    assert server.connections == 1  # one pooled connection, reused, in step
+    server.__exit__(None, None, None)
+
+
+def test_without_the_1xx_hook_a_1xx_is_refused_not_taken_as_the_answer(serve, monkeypatch):
+    """If a new http.client stopped calling the hook (a renamed internal), calls still work, and an
+    interim answer is refused as unusable and its connection dropped, never reused."""
+    monkeypatch.setattr(script._HTTPConnection, "response_class", http.client.HTTPResponse)
+    server = serve(numbered_answers())
+    assert script.main(AUTH_, "v3:x", {"stream_url": URL, "command_id": "c"}, max_retries=0) == {
+        "data": {"answers": "c"}
+    }
+    with pytest.raises(script.TelnyxConnectionError) as info:
+        script.main(AUTH_, "v3:x", {"stream_url": URL, "command_id": "c-103"}, max_retries=0)
+    assert str(info.value).startswith("no usable answer after 1 attempt(s): the answer's status is 103")
+    after = script.main(AUTH_, "v3:x", {"stream_url": URL, "command_id": "c-after"}, max_retries=0)
+    assert after == {"data": {"answers": "c-after"}}  # not the 103's leftover 200
+    assert server.connections == 2
+
+
+AUTH_ = {"apiKey": KEY}
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX only")
+def test_a_forked_child_never_uses_the_parents_pooled_connection(serve):
+    server = serve(numbered_answers())
+    first = script.main(AUTH_, "v3:x", {"stream_url": URL, "command_id": "c-parent"}, max_retries=0)
+    assert first == {"data": {"answers": "c-parent"}} and server.connections == 1
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its own call, its own answer, then exit without pytest's teardown
+        try:
+            got = script.main(AUTH_, "v3:x", {"stream_url": URL, "command_id": "c-child"}, max_retries=0)
+            os.write(write_end, json.dumps(got).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        child = json.loads(pipe.read() or "null")
+    os.waitpid(pid, 0)
+    again = script.main(AUTH_, "v3:x", {"stream_url": URL, "command_id": "c-parent-again"}, max_retries=0)
+    assert child == {"data": {"answers": "c-child"}}
+    assert again == {"data": {"answers": "c-parent-again"}}
+    assert server.connections == 2  # the child opened its own; the parent kept its own
+
+
+# -- framing: the cap holds, a malformed answer is "no usable answer", not retried -------------------
+def stacked_gzip(layers: int) -> bytes:
+    data = OK
+    for _ in range(layers):
+        data = gzip.compress(data)
+    return data
+
+
+FRAMING = {
+    "negative chunk size": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\n" + b"x" * (3 << 20),
+    "chunk size not hex": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+    "a 70 KB header line": b"HTTP/1.1 200 OK\r\nX-Long: " + b"a" * 70_000 + b"\r\nContent-Length: 2\r\n\r\n{}",
+    "no status line": b"garbage garbage\r\n\r\n",
+    "an HTTP/0.9-looking answer": b"{}\r\n",
+    "six stacked encodings": (
+        b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip, gzip, gzip, gzip, gzip, gzip\r\nContent-Length: "
+        + str(len(stacked_gzip(6))).encode()
+        + b"\r\n\r\n"
+        + stacked_gzip(6)
+    ),
+    "a body cut short": b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{",
+    "a broken deflate body": b"HTTP/1.1 200 OK\r\nContent-Encoding: deflate\r\nContent-Length: 4\r\n\r\nnope",
+}
+
+
+@pytest.mark.parametrize("name", list(FRAMING))
+def test_malformed_answers_are_no_usable_answer_and_not_retried(serve, name):
+    tracemalloc.start()
+    server = serve(replying(FRAMING[name]))
+    result, took = outcome(max_retries=2, deadline_s=5)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert isinstance(result, script.TelnyxConnectionError), result
+    first, advice, _ = str(result).split("\n")
+    assert first.startswith("no usable answer after 1 attempt(s): "), first
+    assert "Error:" not in first and "_HTTP" not in first  # our words, no private class names
+    assert advice.startswith("Check TELNYX_BASE_URL. The command may have reached Telnyx")
+    assert server.connections == 1 and took < 3
+    assert peak < 8 << 20, f"{peak / 2**20:.1f} MiB"
+
+
+# -- each failure named once, with its setting -------------------------------------------------------
+@pytest.mark.parametrize("content", ["", "not a certificate\n"])
+def test_an_empty_or_non_pem_ca_bundle_is_named_and_not_retried(serve, monkeypatch, tmp_path, content):
+    import ssl
+
+    from conftest import ROOT
+
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(ROOT / "tests" / "tls" / "127.0.0.1.pem", ROOT / "tests" / "tls" / "127.0.0.1.key")
+    server = serve(replying(answer(200, [], OK)), tls)
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_text(content)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    result, _ = outcome(max_retries=2)
+    assert server.requests == []  # nothing reached the server
+    first, advice, _ = str(result).split("\n")
+    assert first.startswith(f"could not reach Telnyx after 1 attempt(s): TLS failed (the CA bundle '{bundle}': ")
+    assert advice.startswith("Check REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE") and "Nothing was sent" in advice
+
+
+def proxy_answering(status_line: bytes):
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = listener.accept()
+                with conn:
+                    read_request(conn)
+                    conn.sendall(status_line + b"\r\nProxy-Authenticate: Basic\r\nContent-Length: 0\r\n\r\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener
+
+
+def test_a_proxy_asking_for_credentials_is_named(monkeypatch):
+    listener = proxy_answering(b"HTTP/1.1 407 Proxy Authentication Required")
+    try:
+        monkeypatch.setenv("TELNYX_BASE_URL", "https://telnyx.test/v2")
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{listener.getsockname()[1]}")
+        result, _ = outcome(max_retries=2)
+    finally:
+        listener.close()
+    assert str(result).split("\n")[:2] == [
+        "could not reach Telnyx after 1 attempt(s): the proxy answered 407 Proxy Authentication Required",
+        "Check HTTPS_PROXY (its address and credentials), or unset it. Nothing was sent to Telnyx (no connection "
+        "was made), so running it again is safe.",
+    ]
+
+
+# -- the key never reaches stdout, stderr or a log, whatever the process's debug settings ------------
+def test_http_client_debug_output_never_shows_the_key(serve, monkeypatch, capfd, caplog):
+    monkeypatch.setattr(http.client.HTTPConnection, "debuglevel", 1)  # the usual recipe to debug requests
+    caplog.set_level(logging.DEBUG)
+    serve(replying(answer(200, [], OK)))
+    result, _ = outcome(max_retries=0)
+    assert result == {"data": {"result": "ok"}}
+    printed = capfd.readouterr()
+    assert KEY not in printed.out + printed.err + caplog.text
+
+
+def test_a_call_control_id_holding_the_key_is_refused(serve):
+    server = serve(replying(answer(200, [], OK)))
+    with pytest.raises(script.TelnyxInputError) as info:
+        script.main(AUTH_, f"v3:{KEY.lower()}-x", {"stream_url": URL})
+    assert str(info.value).startswith("call_control_id contains your API key (not shown): remove it.")
+    assert server.connections == 0 and KEY.lower() not in str(info.value).lower()
+
+
+def test_another_tenants_key_in_an_answer_is_masked(serve):
+    other = "KEY0123456789ABCDEF0123456789ABCDEF_OtherTenantSecret99"
+    body = json.dumps({"errors": [{"code": "10009", "detail": f"key {other} is not yours"}]}).encode()
+    serve(replying(answer(401, [("x-request-id", other)], body)))
+    result, _ = outcome(max_retries=0)
+    assert isinstance(result, script.TelnyxAPIError)
+    from conftest import everything_said
+
+    assert other not in everything_said(result) and "key *** is not yours" in str(result)
+
+
+def test_a_key_in_a_log_record_of_urllib3_is_masked_at_any_level(caplog):
+    caplog.set_level(logging.DEBUG)
+    script._KEYS_SEEN.setdefault(KEY)
+    logging.getLogger("urllib3.connectionpool").debug("echo %s and %s", KEY, "KEYABCDEF0123_abcdefghijklmnopqrst")
+    assert "echo *** and ***" in caplog.text and KEY not in caplog.text
+
+
+@pytest.mark.parametrize("ending", ["#", "?", "?x=1", "#frag"])
+def test_a_base_url_with_a_query_or_fragment_mark_is_refused(monkeypatch, ending):
+    monkeypatch.setenv("TELNYX_BASE_URL", f"http://127.0.0.1:9/v2{ending}")
+    with pytest.raises(script.TelnyxInputError) as info:
+        script.main(AUTH_, "v3:x", {"stream_url": URL})
+    assert info.value.field == "TELNYX_BASE_URL"
+
+
+# -- hostile Python callers: TelnyxInputError, bounded time and memory --------------------------------
+class RaisingGet(dict):
+    def get(self, *args):
+        raise RuntimeError("no")
+
+
+class Sneaky(str):
+    def strip(self, *args):
+        raise PermissionError("no")
+
+    def isprintable(self):
+        raise PermissionError("no")
+
+    def encode(self, *args, **kwargs):
+        raise PermissionError("no")
+
+    def __str__(self):
+        raise PermissionError("no")
+
+
+def test_hostile_mappings_and_strings_are_input_errors_or_plain_values(serve):
+    server = serve(replying(answer(200, [], OK)))
+    with pytest.raises(script.TelnyxInputError) as info:
+        script.main(RaisingGet(apiKey=KEY), "v3:x", {"stream_url": URL})
+    assert info.value.field == "auth"
+    # str subclasses whose methods raise: read as the plain text they hold
+    result = script.main({"apiKey": Sneaky(KEY)}, Sneaky("v3:x"), {Sneaky("stream_url"): Sneaky(URL)}, max_retries=0)
+    assert result == {"data": {"result": "ok"}} and server.connections == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "body"),
+    [
+        ("a 4 MiB unknown key", {"stream_url": URL, "x" * (4 << 20): 1}),
+        ("1.4 MB of wrong items", {"stream_url": URL, "custom_parameters": [{"name": 1, "value": 2}] * 60_000}),
+    ],
+)
+def test_huge_bad_bodies_are_refused_in_bounded_time_and_memory(serve, name, body):
+    size = len(json.dumps(body))
+    began = time.monotonic()
+    with pytest.raises(script.TelnyxInputError):
+        script.main(AUTH_, "v3:x", body)
+    took = time.monotonic() - began
+    tracemalloc.start()  # (tracing slows Python down: memory is measured on a second run)
+    with pytest.raises(script.TelnyxInputError):
+        script.main(AUTH_, "v3:x", body)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 4 * size + (8 << 20), f"{name}: {peak / 2**20:.1f} MiB for a {size / 2**20:.1f} MiB body"
+    assert took < 1.5, f"{name}: {took:.2f} s"
+
+
+def test_a_2xx_holding_nan_is_not_json_and_the_cli_prints_only_json(serve, capsys, monkeypatch):
+    monkeypatch.setenv("TELNYX_API_KEY", KEY)
+    server = serve(replying(answer(200, [], b'{"data": {"result": NaN}}')))
+    code = script.cli(["v3:x", "--body", json.dumps({"stream_url": URL}), "--retries", "0"])
+    printed = capsys.readouterr()
+    assert code == script.EXIT_API and printed.out == ""
+    assert printed.err.startswith('error: 200 {"data": {"result": NaN}}')
+    assert server.connections == 1
