@@ -763,41 +763,52 @@ _FAILURES = {
 
 
 class _Attempt:
-    """One attempt, shared by the caller and the thread that runs it."""
+    """One attempt: its deadline, the connection it uses, whether its request may have been sent."""
 
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.outcome: tuple = (None, None)  # (_Answer, None) or (None, _Failure)
-        self.sent = False  # the request may have been written
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.sent = False
+        self.cancelled = False
         self._conn: Any = None
-        self._cancelled = False
+        self._sock: Any = None  # kept: http.client drops conn.sock when the answer says Connection: close
         self._lock = threading.Lock()
 
     def adopt(self, conn: Any, sending: bool) -> None:
         """Called from the connection the attempt uses, as it connects or sends."""
         with self._lock:
             self._conn, self.sent = conn, self.sent or sending
-            cancelled = self._cancelled
+            self._sock = getattr(conn, "sock", None) or self._sock
+            cancelled = self.cancelled
         if cancelled:
-            _shut(conn)
+            _shut(conn, self._sock)
 
     def cancel(self) -> None:
-        """The deadline passed: cut the connection (the thread then fails and ends) and never reuse it."""
+        """The deadline passed: cut the connection (a blocked read fails at once); it is never reused."""
         with self._lock:
-            self._cancelled, conn = True, self._conn
+            self.cancelled, conn, sock = True, self._conn, self._sock
         if conn is not None:
-            _shut(conn)
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancelled
+            _shut(conn, sock)
 
 
 _CURRENT: ContextVar[_Attempt | None] = ContextVar("telnyx_streaming_start_attempt", default=None)
+_WATCHED: Dict[_Attempt, None] = {}  # attempts under way, for the watchdog
+_WATCH_LOCK = threading.Lock()
+_WATCHDOG: List[threading.Thread] = []
 
 
-def _shut(conn: Any) -> None:
-    sock = getattr(conn, "sock", None)
+def _watchdog() -> None:
+    """Every 50 ms: cut the attempts whose deadline has passed (a server dripping one byte per read)."""
+    while True:
+        time.sleep(0.05)
+        now = time.monotonic()
+        with _WATCH_LOCK:
+            due = [attempt for attempt in _WATCHED if attempt.deadline <= now]
+        for attempt in due:
+            attempt.cancel()
+
+
+def _shut(conn: Any, sock: Any) -> None:
+    sock = getattr(conn, "sock", None) or sock
     try:
         if sock is not None:
             sock.shutdown(socket.SHUT_RDWR)
@@ -809,20 +820,41 @@ def _shut(conn: Any) -> None:
         pass
 
 
+class _DeadlinePassed(OSError):
+    """Raised in place of a connect that the deadline cut off (name lookup, addresses, TLS, proxy)."""
+
+
 class _Connection:
-    """What this script adds to urllib3's connections: the attempt can cut them, and http.client's
-    debug output (``HTTPConnection.debuglevel = 1``, set by anything in the process) never prints the
-    Authorization header."""
+    """What this script adds to urllib3's connections: connecting (name lookup, every address, TLS,
+    a proxy's CONNECT) runs in a thread the caller waits for until the deadline at most; the
+    attempt can cut the connection; http.client's debug output (``HTTPConnection.debuglevel = 1``,
+    set by anything in the process) never prints the Authorization header."""
 
     debuglevel = property(lambda self: 0, lambda self, value: None)
 
     def connect(self) -> None:
         attempt = _CURRENT.get()
-        if attempt is not None:
-            attempt.adopt(self, sending=False)
-        super().connect()  # type: ignore[misc]
-        if attempt is not None:  # connected: from here on the request may be written
-            attempt.adopt(self, sending=True)
+        if attempt is None:
+            return super().connect()  # type: ignore[misc]
+        attempt.adopt(self, sending=False)
+        done, failed = threading.Event(), []
+
+        def run() -> None:
+            try:
+                super(_Connection, self).connect()  # type: ignore[misc]
+            except BaseException as error:  # handed to the caller below
+                failed.append(error)
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name="telnyx-streaming-start-connect", daemon=True).start()
+        if not done.wait(max(attempt.deadline - time.monotonic(), 0)):
+            attempt.cancel()  # the thread ends when its lookup or connect does; its socket is closed
+            raise _DeadlinePassed("deadline_s passed while connecting")
+        if failed:
+            raise failed[0]
+        attempt.adopt(self, sending=True)  # connected: from here on the request may be written
+        return None
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         attempt = _CURRENT.get()
@@ -918,9 +950,11 @@ def _adapter() -> _Adapter:
 
 
 def _after_fork() -> None:
-    global _ADAPTER, _ADAPTER_LOCK
+    global _ADAPTER, _ADAPTER_LOCK, _WATCH_LOCK
     _FORKED.append(_ADAPTER)
-    _ADAPTER, _ADAPTER_LOCK = None, threading.Lock()
+    _ADAPTER, _ADAPTER_LOCK, _WATCH_LOCK = None, threading.Lock(), threading.Lock()
+    _WATCHED.clear()
+    _WATCHDOG.clear()  # threads do not survive a fork: the child starts its own
 
 
 if hasattr(os, "register_at_fork"):  # POSIX
@@ -983,27 +1017,27 @@ def _post(url: str, payload: Dict[str, Any], api_key: str, timeout_s: float, dea
 
 
 def _attempt(request: requests.PreparedRequest, timeout_s: float, deadline: float) -> tuple:
-    """One attempt, bounded by the deadline: ``(_Answer, None)`` or ``(None, _Failure)``."""
-    left = max(deadline - time.monotonic(), 0.001)
-    attempt = _Attempt()
-    thread = threading.Thread(
-        target=_run_attempt, args=(attempt, request, timeout_s, left), name="telnyx-streaming-start", daemon=True
-    )
-    thread.start()
-    if attempt.done.wait(left):
-        return attempt.outcome
-    attempt.cancel()
-    return None, _Failure("timeout", "deadline_s passed before an answer came", attempt.sent)
-
-
-def _run_attempt(attempt: _Attempt, request: requests.PreparedRequest, timeout_s: float, left: float) -> None:
-    _CURRENT.set(attempt)
+    """One attempt, bounded by the deadline: ``(_Answer, None)`` or ``(None, _Failure)``. It runs in
+    the caller's thread; connecting runs in a thread of its own (_Connection.connect) and the
+    watchdog cuts a read that the deadline overtakes."""
+    attempt = _Attempt(deadline)
+    token = _CURRENT.set(attempt)
+    with _WATCH_LOCK:
+        if not _WATCHDOG:
+            _WATCHDOG.append(threading.Thread(target=_watchdog, name="telnyx-streaming-start-watchdog", daemon=True))
+            _WATCHDOG[0].start()
+        _WATCHED[attempt] = None
     try:
-        attempt.outcome = _exchange(request, timeout_s, left)
+        outcome = _exchange(request, timeout_s, max(deadline - time.monotonic(), 0.001))
     except Exception as exc:  # whatever the server or the network did: classified, never a crash
-        attempt.outcome = (None, _classify(exc, attempt.sent))
+        outcome = None, _classify(exc, attempt.sent)
     finally:
-        attempt.done.set()
+        with _WATCH_LOCK:
+            _WATCHED.pop(attempt, None)
+        _CURRENT.reset(token)
+    if attempt.cancelled:  # cut mid-answer, the socket's end can read as the answer's end: never trusted
+        return None, _Failure("timeout", "deadline_s passed before an answer came", attempt.sent)
+    return outcome
 
 
 def _exchange(request: requests.PreparedRequest, timeout_s: float, left: float) -> tuple:

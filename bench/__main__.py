@@ -76,6 +76,7 @@ def new_call(ready: dict[str, str]) -> str:
 def cold_start(args: argparse.Namespace, ready: dict[str, str], env: dict[str, str]) -> dict[str, Any]:
     body = json.dumps(BODY)
     variants = {  # the call id goes last: each run gets a call of its own
+        "windmill job": [sys.executable, str(ROOT / "bench" / "windmill_job.py"), body],
         "script.py": [sys.executable, str(ROOT / "script.py"), "--body", body],
         "bare requests": [sys.executable, str(ROOT / "bench" / "bare_requests.py"), body],
         "bare + jsonschema": [sys.executable, str(ROOT / "bench" / "bare_validated.py"), body],

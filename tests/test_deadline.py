@@ -29,7 +29,7 @@ pytestmark = pytest.mark.usefixtures("fresh_adapter")
 OK = b'{"data":{"result":"ok"}}'
 SLACK = 0.5  # what the README promises past deadline_s
 THREE = (script.TelnyxInputError, script.TelnyxAPIError, script.TelnyxConnectionError)
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "0")) or None
+EXAMPLES = None  # (each example waits up to a deadline: the counts stay small, also under ./dev mutate)
 
 
 def outcome(**kwargs):
