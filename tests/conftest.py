@@ -5,8 +5,11 @@ Nothing is patched: the script gets a base URL through TELNYX_BASE_URL, as users
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import sys
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -119,3 +122,24 @@ def serve(monkeypatch):
     yield start
     for server in servers:
         server.__exit__(None, None, None)  # re-raises what a handler raised (other than the client hanging up)
+
+
+@pytest.fixture
+def unanswered_port() -> Iterator[int]:
+    """A port whose listen queue is full: a connect to it waits, as to a host that drops packets."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    queued = []
+    for _ in range(8):  # more than the backlog, on every kernel
+        client = socket.socket()
+        client.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            client.connect(("127.0.0.1", port))
+        queued.append(client)
+    time.sleep(0.1)
+    yield port
+    for client in queued:
+        client.close()
+    listener.close()

@@ -61,27 +61,6 @@ def slow_resolver(monkeypatch, delay: float, addresses: list[tuple[str, int]] | 
     yield
 
 
-@pytest.fixture
-def dead_port():
-    """A port whose backlog is full: connecting to it hangs until the connect timeout."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    port = listener.getsockname()[1]
-    queued = []
-    for _ in range(8):
-        client = socket.socket()
-        client.setblocking(False)
-        with contextlib.suppress(BlockingIOError):
-            client.connect(("127.0.0.1", port))
-        queued.append(client)
-    time.sleep(0.1)
-    yield port
-    for client in queued:
-        client.close()
-    listener.close()
-
-
 @settings(max_examples=EXAMPLES or 6, deadline=None, suppress_health_check=list(HealthCheck))
 @given(delay=st.floats(0.6, 4.0), deadline_s=st.floats(0.3, 1.5), retries=st.integers(0, 2))
 def test_a_slow_resolver_ends_by_the_deadline(monkeypatch, delay, deadline_s, retries):
@@ -96,10 +75,10 @@ def test_a_slow_resolver_ends_by_the_deadline(monkeypatch, delay, deadline_s, re
 
 @settings(max_examples=EXAMPLES or 4, deadline=None, suppress_health_check=list(HealthCheck))
 @given(dead=st.integers(2, 6), deadline_s=st.floats(0.5, 1.5))
-def test_many_dead_addresses_end_by_the_deadline(monkeypatch, dead_port, dead, deadline_s):
+def test_many_dead_addresses_end_by_the_deadline(monkeypatch, unanswered_port, dead, deadline_s):
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("TELNYX_BASE_URL", f"https://telnyx.test:{dead_port}/v2")
-        with slow_resolver(patch, 0, [("127.0.0.1", dead_port)] * dead):
+        patch.setenv("TELNYX_BASE_URL", f"https://telnyx.test:{unanswered_port}/v2")
+        with slow_resolver(patch, 0, [("127.0.0.1", unanswered_port)] * dead):
             result, took = outcome(deadline_s=deadline_s, timeout_s=10, max_retries=1)
     assert isinstance(result, script.TelnyxConnectionError), result
     assert took <= deadline_s + SLACK, f"{took:.2f} s for {dead} dead addresses, deadline_s={deadline_s:.2f}"

@@ -5,12 +5,11 @@ connection pool's bounds. Servers are raw sockets on 127.0.0.1 (tests/rawserver.
 from __future__ import annotations
 
 import contextlib
-import socket
 import ssl
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from conftest import AUTH, KEY, ROOT, URL
@@ -58,27 +57,6 @@ def test_a_ca_bundle_setting_is_the_trust_store(serve, monkeypatch, variable):
 
 
 # -- connecting: min(3.05 s, timeout_s, what is left of deadline_s) ----------------------------------
-@pytest.fixture
-def unanswered_port() -> Iterator[int]:
-    """A port whose listen queue is full: a connect to it waits, as to a host that drops packets."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    port = listener.getsockname()[1]
-    queued = []
-    for _ in range(3):
-        client = socket.socket()
-        client.setblocking(False)
-        with contextlib.suppress(BlockingIOError):
-            client.connect(("127.0.0.1", port))
-        queued.append(client)
-    time.sleep(0.1)
-    yield port
-    for client in queued:
-        client.close()
-    listener.close()
-
-
 @pytest.mark.parametrize(
     ("timeout_s", "deadline_s", "expected"),
     [(10, 20, 3.05), (1, 20, 1.0), (10, 1, 1.0)],
