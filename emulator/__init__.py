@@ -84,6 +84,11 @@ class Emulator:
     def hangup(self, call_control_id: str) -> None:
         self.backend.hangup(call_control_id)
 
+    def narrate(self, say: Any) -> None:
+        """Tell ``say`` (a callable taking a line) what happens: requests, streams, webhooks."""
+        self.backend.narrate = say
+        self.webhooks.say = self.backend.say
+
     @property
     def webhook_public_key(self) -> str:
         """The public key the emulator's webhook signatures verify with (base64, as Telnyx's portal shows it)."""

@@ -27,22 +27,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fast", action="store_true", help="send media as fast as possible, not in real time")
     parser.add_argument("--no-media", action="store_true", help="Call Control only: never open a WebSocket")
     parser.add_argument("--record-dir", help="save the audio your server sends back, one WAV per stream")
+    parser.add_argument("--calls", type=int, default=1, help="live calls ready to stream (default 1)")
+    parser.add_argument("--quiet", action="store_true", help="print only the JSON line (no narration on stderr)")
     args = parser.parse_args(argv)
 
     emulator = Emulator(
         port=args.port, api_key=args.api_key, media=not args.no_media, fast=args.fast, record_dir=args.record_dir
     )
+    if not args.quiet:  # what happens, line by line, on stderr (stdout keeps only the JSON line)
+        emulator.narrate(lambda line: print(line, file=sys.stderr, flush=True))
     emulator.start()
-    call_id = emulator.create_call(
-        codec=args.codec, audio=args.audio, webhook_url=args.webhook_url, duration_s=args.duration
-    )
+    options = {"codec": args.codec, "audio": args.audio, "webhook_url": args.webhook_url, "duration_s": args.duration}
+    call_ids = [emulator.create_call(**options) for _ in range(max(args.calls, 1))]
+    call_id = call_ids[0]
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    ready = {"base_url": emulator.base_url, "api_key": emulator.api_key, "call_control_id": call_id}
+    ready: dict[str, object] = {"base_url": emulator.base_url, "api_key": emulator.api_key, "call_control_id": call_id}
     ready["webhook_public_key"] = emulator.webhook_public_key  # verifies the telnyx-signature-ed25519 header
+    if len(call_ids) > 1:
+        ready["call_control_ids"] = call_ids
     print(json.dumps(ready))
     sys.stdout.flush()
+    emulator.backend.say(
+        f"emulator ready at {emulator.base_url}: {len(call_ids)} call(s); another: "
+        f"curl -s -X POST {emulator.base_url.rsplit('/v2', 1)[0]}/_emulator/calls"
+    )
     stop.wait()
     emulator.stop()
     return 0

@@ -119,6 +119,15 @@ class _Session:
         self.send_lock = asyncio.Lock()
         self.last_mp3 = -math.inf
         stream.codec, stream.sample_rate = self.codec, self.rate
+        self.name = f"stream {stream.stream_id[:8]}"
+        requested = params.get("stream_codec")
+        if requested not in (None, "default", self.codec):
+            # Telnyx's spec: "when transcoding is not possible, the codec from the call will be used";
+            # the emulator encodes PCMU, PCMA and L16 only, and says so instead of switching silently
+            self.backend.say(
+                f"{self.name}: stream_codec {requested} is not encoded here: sending the call's codec "
+                f"{self.codec}, as Telnyx does when it cannot transcode (see media_format in the start frame)"
+            )
 
     async def run(self) -> None:
         stream = self.stream
@@ -128,6 +137,7 @@ class _Session:
             await self._wait_stopped()
             return self._stopped()
         sources = self._sources()
+        self.backend.say(f"{self.name}: connecting to {self.url} ({self.codec}, {', '.join(self.tracks)})")
         headers = {}
         if stream.params.get("stream_auth_token"):
             headers["x-telnyx-streaming-auth-token"] = stream.params["stream_auth_token"]
@@ -147,6 +157,7 @@ class _Session:
         except (OSError, asyncio.TimeoutError, WebSocketException, ValueError) as exc:
             return self._failed("connection_failed", exc)
         stream.state = "streaming"
+        self.backend.say(f"{self.name}: connected")
         self.backend.emit(self.call, "streaming.started", stream=stream, stream_url=self.url)
         reader = asyncio.create_task(self._read(ws))
         try:
@@ -294,6 +305,7 @@ class _Session:
             return None
         if event == "clear":
             marks = [item for item in self.queue if isinstance(item, Mark)]
+            self.backend.say(f"{self.name}: clear ({len(self.queue)} queued items dropped)")
             self.queue.clear()
             for mark in marks:
                 await self._mark(ws, mark)
@@ -336,6 +348,7 @@ class _Session:
 
     async def _mark(self, ws: ClientConnection, mark: Mark) -> None:
         await self._send(ws, {"event": "mark", "mark": {"name": str(mark)}})
+        self.backend.say(f"{self.name}: mark {str(mark)[:40]!r} echoed")
         self.stream.marks_sent.append(str(mark))
         self.stream.mark_waits.append(len(self.stream.played) - mark.played_before)
 
@@ -352,12 +365,17 @@ class _Session:
 
     def _stopped(self) -> None:
         self.stream.state = "stopped"
+        frames = ", ".join(f"{track} {count} frames" for track, count in sorted(self.stream.frames_sent.items()))
+        self.backend.say(
+            f"{self.name}: stopped ({frames or 'no frames'}, {len(self.stream.played)} samples played back)"
+        )
         self.backend.emit(self.call, "streaming.stopped", stream=self.stream, stream_id=self.stream.stream_id)
 
     def _failed(self, reason: str, exc: BaseException) -> None:
         stream = self.stream
         stream.state, stream.failure_reason = "failed", reason
         log.info("stream %s failed: %s (%s)", stream.stream_id, reason, exc)
+        self.backend.say(f"!! {self.name}: STREAM FAILED: {reason} ({type(exc).__name__}: {str(exc)[:120]})")
         self.backend.emit(
             self.call,
             "streaming.failed",

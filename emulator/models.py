@@ -158,6 +158,11 @@ class Backend:
         self.requests: list[Recorded] = []
         self.faults: dict[str, collections.deque] = collections.defaultdict(collections.deque)
         self.lock = threading.RLock()
+        self.narrate: Any = None  # a callable taking one line: what happens, as it happens (python -m emulator)
+
+    def say(self, line: str) -> None:
+        if self.narrate is not None:
+            self.narrate(f"{time.strftime('%H:%M:%S')} {line}")
 
     # -- calls -----------------------------------------------------------------------------
     def create_call(self, **options: Any) -> Call:

@@ -67,6 +67,7 @@ class Handler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(min(length, MAX_BODY)) if length else b""
+        self._raw = raw
         backend = self.server.backend
         path = self.path.split("?", 1)[0]
         backend.record(Recorded(method, self.path, dict(self.headers.items()), raw, self.client_address[:2]))
@@ -121,6 +122,13 @@ class Handler(BaseHTTPRequestHandler):
         self._send(error.status, json.dumps(error.body()).encode())
 
     def _send(self, status: int, body: bytes, ctype: str = "application/json", headers: dict | None = None) -> None:
+        backend = self.server.backend
+        if backend.narrate is not None and not self.path.startswith("/_emulator/"):
+            command_id = _command_id(getattr(self, "_raw", b""))
+            detail = f" command_id={command_id}" if command_id else ""
+            if status >= 400:
+                detail += f" {_error_code(body)}"
+            backend.say(f"{self.command} {self.path.split('?', 1)[0]} -> {status}{detail}")
         try:
             self.send_response(status)
             self.send_header("Content-Type", ctype)
@@ -160,6 +168,7 @@ class Handler(BaseHTTPRequestHandler):
             call = backend.ring(**{k: v for k, v in options.items() if k != "state"})
         else:
             call = backend.create_call(**options)
+        backend.say(f"call {call.call_control_id} created ({call.state})")
         return {"call_control_id": call.call_control_id}
 
     def admin_answer(self, call_id: str, body: Any) -> dict:
@@ -206,6 +215,22 @@ class Handler(BaseHTTPRequestHandler):
         buffer = io.BytesIO()
         audio.write_wav(buffer, stream.played, stream.played_rate)
         return buffer.getvalue()
+
+
+def _command_id(raw: bytes) -> str | None:
+    try:
+        body = json.loads(raw) if raw else None
+    except ValueError:
+        return None
+    value = body.get("command_id") if isinstance(body, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _error_code(body: bytes) -> str:
+    try:
+        return f"({json.loads(body)['errors'][0]['code']})"
+    except (ValueError, KeyError, IndexError, TypeError):
+        return ""
 
 
 def _json(raw: bytes) -> Any:

@@ -32,6 +32,7 @@ def sign(private_key: Ed25519PrivateKey, timestamp: str, body: bytes) -> str:
 
 class Sender:
     def __init__(self) -> None:
+        self.say: Any = None  # the emulator's narration (python -m emulator), or None
         self.sent: list[dict[str, Any]] = []  # every event, delivered or not (for tests)
         self.deliveries: list[dict[str, Any]] = []  # every POST: url, status or error (for tests)
         self._lock = threading.Lock()
@@ -94,6 +95,9 @@ class Sender:
             record["error"] = f"{type(error).__name__}: {error}"
         with self._lock:
             self.deliveries.append(record)
+        if self.say is not None:
+            result = record.get("status") or f"NOT DELIVERED ({record.get('error')})"
+            self.say(f"webhook {record['event_type']} -> {url}: {result}")
 
     def drain(self, timeout: float = 10.0) -> None:
         """Wait until every POST submitted so far has ended (tests)."""

@@ -10,6 +10,7 @@ import json
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -460,3 +461,68 @@ def test_receiver_flags_frames_out_of_order():
         "media without a digit-string sequence_number",
     ]
     assert report.out_of_order == 1
+
+
+def emulator_process(*args: str) -> tuple[subprocess.Popen, dict]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "emulator", "--fast", "--duration", "0.3", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    return process, json.loads(process.stdout.readline())  # type: ignore[union-attr]
+
+
+def stop(process: subprocess.Popen) -> str:
+    """SIGTERM, then everything it said on stderr."""
+    process.send_signal(signal.SIGTERM)
+    _, said = process.communicate(timeout=10)
+    assert process.returncode == 0
+    return said
+
+
+def start_through_the_cli(ready: dict, call: str, body: dict) -> subprocess.CompletedProcess:
+    env = dict(os.environ, TELNYX_BASE_URL=ready["base_url"], TELNYX_API_KEY=ready["api_key"])
+    return subprocess.run(
+        [sys.executable, "script.py", call, "--body", json.dumps(body)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_the_emulator_says_what_happens_and_a_failed_stream_cannot_be_missed(receiver):
+    process, ready = emulator_process("--calls", "3")
+    try:
+        calls = ready["call_control_ids"]
+        assert len(calls) == 3 and calls[0] == ready["call_control_id"] and len(set(calls)) == 3
+        assert (
+            start_through_the_cli(ready, calls[0], {"stream_url": receiver.url, "stream_codec": "G722"}).returncode == 0
+        )
+        receiver.wait(1, timeout=20)
+        closed = socket.socket()
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        closed.close()  # nothing listens there: the README's first command with no server on 8765
+        assert start_through_the_cli(ready, calls[1], {"stream_url": f"ws://127.0.0.1:{port}"}).returncode == 0
+        time.sleep(1.0)
+    finally:
+        said = stop(process)
+    lines = said.splitlines()
+    assert "emulator ready at " in lines[0] and "/_emulator/calls" in lines[0]
+    stream_line = f"POST /v2/calls/{calls[0]}/actions/streaming_start -> 200 command_id="
+    assert any(stream_line in line for line in lines), said
+    assert any("stream_codec G722 is not encoded here: sending the call's codec PCMU" in line for line in lines)
+    assert any(": connected" in line for line in lines)
+    assert any(": stopped (inbound " in line and " frames, " in line for line in lines), said
+    failed = [line for line in lines if "STREAM FAILED" in line]
+    assert len(failed) == 1 and failed[0].split(" ", 1)[1].startswith("!! stream ") and "connection_failed" in failed[0]
+
+
+def test_quiet_says_nothing():
+    process, ready = emulator_process("--quiet")
+    assert set(ready) == {"base_url", "api_key", "call_control_id", "webhook_public_key"}
+    assert stop(process) == ""
