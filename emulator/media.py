@@ -1,4 +1,4 @@
-"""The media stream: the emulator connects to ``stream_url`` as Telnyx does and streams real audio.
+"""Telnyx's side, the media stream: the emulator connects to ``stream_url`` as Telnyx does and streams real audio.
 
 Frames follow ../shared/reference/media-streaming-websocket.md: ``connected``, ``start``, ``media``
 every 20 ms per track (real time, or as fast as the socket takes them with ``fast``), ``stop``.
@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import collections
 import contextlib
 import json
 import logging
@@ -29,6 +28,7 @@ from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from . import audio
 from .models import Backend, Stream
+from .playback import Mark, Playback
 
 log = logging.getLogger("emulator.media")
 
@@ -49,13 +49,6 @@ ERRORS = {
     100004: "invalid_media",
     100005: "rate_limit_reached",
 }
-
-
-class Mark(str):
-    """A mark from the stream server; ``played_before`` is how much audio had been played back when
-    it arrived, so its echo can record the wait on the playback clock, not the wall clock."""
-
-    played_before: int = 0
 
 
 class MediaRunner:
@@ -114,7 +107,7 @@ class _Session:
         self.rate = audio.SAMPLE_RATES[self.codec]
         self.mode = params.get("stream_bidirectional_mode")
         self.back_codec = params.get("stream_bidirectional_codec", "PCMU")
-        self.queue: collections.deque = collections.deque()  # samples and Marks to play back
+        self.playback = Playback(stream.played_rate, stream.played)  # what the server sends back
         self.sequence = 0
         self.send_lock = asyncio.Lock()
         self.last_mp3 = -math.inf
@@ -296,18 +289,13 @@ class _Session:
             name = (frame.get("mark") or {}).get("name") if isinstance(frame.get("mark"), dict) else None
             if not isinstance(name, str):
                 return await self._error(ws, 100003, "mark frame without mark.name")
-            mark = Mark(name)
-            mark.played_before = len(self.stream.played)
-            if self.queue:
-                self.queue.append(mark)
-            else:
-                await self._mark(ws, mark)
+            for due in self.playback.mark(name):
+                await self._mark(ws, due)
             return None
         if event == "clear":
-            marks = [item for item in self.queue if isinstance(item, Mark)]
-            self.backend.say(f"{self.name}: clear ({len(self.queue)} queued items dropped)")
-            self.queue.clear()
-            for mark in marks:
+            dropped, released = self.playback.clear()
+            self.backend.say(f"{self.name}: clear ({dropped} queued items dropped)")
+            for mark in released:
                 await self._mark(ws, mark)
             return None
         return await self._error(ws, 100003, f"unknown event {str(event)[:40]!r} (expected media, mark, clear)")
@@ -326,25 +314,13 @@ class _Session:
             samples = audio.decode(data, self.back_codec)
         except ValueError as exc:
             return await self._error(ws, 100004, str(exc))
-        self.queue.append(samples)
+        self.playback.audio(samples)
         return None
 
     async def _play(self, ws: ClientConnection) -> None:
-        """Play 20 ms of the queue; a mark fires once the audio before it has played."""
-        need = self.stream.played_rate * audio.FRAME_MS // 1000
-        while self.queue and (need > 0 or isinstance(self.queue[0], Mark)):
-            item = self.queue[0]
-            if isinstance(item, Mark):
-                self.queue.popleft()
-                await self._mark(ws, item)
-                continue
-            taken = item[:need]
-            self.stream.played.extend(taken)
-            need -= len(taken)
-            if len(taken) == len(item):
-                self.queue.popleft()
-            else:
-                self.queue[0] = item[len(taken) :]
+        """Play 20 ms of what the server sent back; echo the marks it reached."""
+        for mark in self.playback.tick(audio.FRAME_MS):
+            await self._mark(ws, mark)
 
     async def _mark(self, ws: ClientConnection, mark: Mark) -> None:
         await self._send(ws, {"event": "mark", "mark": {"name": str(mark)}})

@@ -1,4 +1,4 @@
-"""The emulator's state, with no HTTP in it: calls, the commands they received, streams, faults.
+"""Telnyx's side, its state with no HTTP in it: calls, the commands they received, streams, faults.
 
 Every method is safe to call from several threads (the HTTP server answers each request in its
 own thread); the media runner (media.py) is told when a stream must start or stop.

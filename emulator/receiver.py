@@ -1,4 +1,4 @@
-"""An example stream server: accepts Telnyx media streams, checks them, writes a WAV per track.
+"""YOUR side, not Telnyx's: an example stream server, checking Telnyx's frames, a WAV per track.
 
     python -m emulator.receiver --port 8765 --out out/
 

@@ -1,4 +1,4 @@
-"""The HTTP side: Telnyx's Call Control routes, the emulator's own ``/_emulator`` routes, faults."""
+"""Telnyx's side, HTTP: the Call Control routes, the emulator's own ``/_emulator`` routes, faults."""
 
 from __future__ import annotations
 

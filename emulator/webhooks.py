@@ -1,4 +1,4 @@
-"""Call webhooks as Telnyx sends them: the envelope, signed with Ed25519, POSTed off the caller's thread.
+"""Telnyx's side, webhooks: a call's events in Telnyx's envelope, signed with Ed25519, POSTed.
 
 Every event of a call (call.initiated, call.answered, call.hangup, streaming.*) goes to the call's
 webhook URL with the headers Telnyx sends: ``telnyx-timestamp`` (Unix seconds) and
