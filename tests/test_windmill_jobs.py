@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 
 import pytest
 from conftest import KEY, ROOT, URL
@@ -41,6 +42,8 @@ def server():
 
 
 PYTHONS = pythons()
+if os.environ.get("MUTANT_UNDER_TEST"):  # ./dev mutate: a mutated script imports mutmut, installed for this Python only
+    PYTHONS = {v: p for v, p in PYTHONS.items() if v == "%d.%d" % sys.version_info[:2]}
 
 
 def interpreter(version: str) -> str:
