@@ -43,7 +43,7 @@ def server():
 
 PYTHONS = pythons()
 if os.environ.get("MUTANT_UNDER_TEST"):  # ./dev mutate: a mutated script imports mutmut, installed for this Python only
-    PYTHONS = {v: p for v, p in PYTHONS.items() if v == "%d.%d" % sys.version_info[:2]}
+    PYTHONS = {v: p for v, p in PYTHONS.items() if v == f"{sys.version_info[0]}.{sys.version_info[1]}"}
 
 
 def interpreter(version: str) -> str:
