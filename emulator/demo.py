@@ -1,9 +1,12 @@
 """The main job, end to end on this machine, no Telnyx account: ``./dev demo``.
 
 1. starts the emulator as users do (``python -m emulator``, reading its one JSON line),
-2. starts the example stream server (emulator/receiver.py) and a webhook catcher,
+2. starts the example stream server (emulator/receiver.py), talking back as a voice bot does, and a
+   webhook catcher,
 3. runs the real ``script.main`` over real HTTP, exactly as Windmill would after call.answered,
-4. shows the audio arriving, then a report: frames, seconds, codec, gaps, WAV files, webhooks.
+4. shows the audio arriving, then a report: frames, seconds, codec, gaps, WAV files, webhooks, and
+   the round trip: the bot's speech played into the call, its mark coming back, the caller cutting
+   in (silent for BARGE_IN_S, then talking) and the bot's clear.
 """
 
 from __future__ import annotations
@@ -15,13 +18,16 @@ import subprocess
 import sys
 import threading
 import time
+from array import array
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from .receiver import Receiver
+from . import audio
+from .receiver import Receiver, TalkBack
 
 ROOT = Path(__file__).resolve().parent.parent
+BARGE_IN_S = 1.2  # the caller listens this long, then starts talking over the bot
 
 
 class _Webhooks(ThreadingHTTPServer):
@@ -48,7 +54,7 @@ class _WebhookHandler(BaseHTTPRequestHandler):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="./dev demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=5.0, help="how long the caller talks (default 5)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="seconds the caller talks after listening")
     parser.add_argument("--codec", default="PCMU", choices=["PCMU", "PCMA", "L16"], help="stream_codec to ask for")
     parser.add_argument("--out", default=str(ROOT / "out" / "demo"), help="where the WAV files go")
     args = parser.parse_args(argv)
@@ -56,8 +62,20 @@ def main(argv: list[str] | None = None) -> int:
     webhooks = _Webhooks()
     threading.Thread(target=webhooks.serve_forever, daemon=True).start()
     webhook_url = f"http://127.0.0.1:{webhooks.server_port}/telnyx-webhooks"
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    caller = out / "caller.wav"  # silence, then the caller talks
+    rate = audio.SAMPLE_RATES[args.codec]
+    audio.write_wav(caller, array("h", [0] * int(rate * BARGE_IN_S)) + audio.tones(rate, args.seconds), rate)
     emulator = subprocess.Popen(  # noqa: S603 - our own module, with our own arguments
-        [sys.executable, "-m", "emulator", "--duration", str(args.seconds), "--webhook-url", webhook_url],
+        [
+            sys.executable,
+            "-m",
+            "emulator",
+            "--quiet",
+            *("--duration", str(BARGE_IN_S + args.seconds), "--webhook-url", webhook_url, "--codec", args.codec),
+            *("--audio", str(caller), "--record-dir", str(out)),
+        ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
@@ -65,9 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ready = json.loads(emulator.stdout.readline())  # type: ignore[union-attr]
         print(f"emulator   {ready['base_url']}  (python -m emulator)")
-        with Receiver(args.out) as receiver:
-            print(f"receiver   {receiver.url}  (python -m emulator.receiver)")
+        bot = TalkBack(seconds=3.0)
+        with Receiver(args.out, on_frame=bot) as receiver:
+            print(f"receiver   {receiver.url}  (python -m emulator.receiver --talk)")
             problems = _run(ready, receiver, webhooks, args)
+            problems += _round_trip(ready, bot, rate, out)
     finally:
         emulator.terminate()
         code = emulator.wait(10)
@@ -90,6 +110,9 @@ def _run(ready: dict[str, Any], receiver: Receiver, webhooks: _Webhooks, args: a
         "stream_auth_token": "demo-secret-token",
         "custom_parameters": [{"name": "flow", "value": "windmill-demo"}],
         "client_state": "ZGVtbw==",
+        "stream_bidirectional_mode": "rtp",  # the bot talks back
+        "stream_bidirectional_codec": args.codec,
+        "stream_bidirectional_sampling_rate": audio.SAMPLE_RATES[args.codec],
     }
     print(f"\nmain(auth, {ready['call_control_id'][:16]}..., body={json.dumps(body)})")
     began = time.monotonic()
@@ -104,7 +127,7 @@ def _run(ready: dict[str, Any], receiver: Receiver, webhooks: _Webhooks, args: a
         line = f"  audio flowing: {frames * 0.02:5.2f} s received, {frames:4d} frames a track"
         print("\r" + line if live else line, end="" if live else "\n", flush=True)
         time.sleep(0.1 if live else 1.0)
-        if time.monotonic() - began > args.seconds + 10:
+        if time.monotonic() - began > BARGE_IN_S + args.seconds + 10:
             return ["the stream did not end in time"]
     report = receiver.wait(1, timeout=5)[0]
     time.sleep(0.3)  # the last webhook is posted just after the socket closes
@@ -127,6 +150,29 @@ def _run(ready: dict[str, Any], receiver: Receiver, webhooks: _Webhooks, args: a
         problems.append(f"webhooks were {events}")
     if any(info["dropped"] for info in summary["tracks"].values()):
         problems.append("frames were dropped")
+    return problems
+
+
+def _round_trip(ready: dict[str, Any], bot: TalkBack, rate: int, out: Path) -> list[str]:
+    """The bot's half: what it said, what the caller heard of it, when the mark came back."""
+    import urllib.request
+
+    origin = ready["base_url"].rsplit("/v2", 1)[0]
+    with urllib.request.urlopen(f"{origin}/_emulator/calls/{ready['call_control_id']}", timeout=5) as answer:  # noqa: S310
+        (stream,) = json.loads(answer.read())["streams"]
+    heard = stream["played_samples"] / rate
+    print("\nround trip (the bot talking back):")
+    for at, what in bot.said:
+        print(f"  {at:6.2f} s  {what}")
+    print(f"  the caller heard {heard:.2f} s of the bot's {bot.seconds:g} s (the rest was cleared)")
+    print(f"  what the caller heard of it: {out / ('played-' + stream['stream_id'] + '.wav')}")
+    problems = []
+    if bot.cleared_at is None:
+        problems.append("the bot never heard the caller cut in")
+    if bot.mark_at is None:
+        problems.append("the mark never came back")
+    if not 0.5 <= heard < bot.seconds - 0.5:
+        problems.append(f"the caller heard {heard:.2f} s of the bot, not a cut greeting")
     return problems
 
 

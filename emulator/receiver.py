@@ -92,6 +92,51 @@ class StreamReport:
         }
 
 
+class TalkBack:
+    """The other half of a voice bot, as ``on_frame``: when the stream starts it speaks (``media`` back
+    into the call, in the stream's codec, then a ``mark``), and when the caller starts speaking over
+    it (inbound audio louder than ``threshold``) it sends ``clear``: the barge-in. Needs a stream
+    started with ``stream_bidirectional_mode: "rtp"`` and ``stream_bidirectional_codec`` = the stream's
+    codec. ``said`` lists what happened, in seconds from the start frame."""
+
+    MARK = "greeting-done"
+
+    def __init__(self, seconds: float = 3.0, threshold: int = 2000, chunk_s: float = 0.5) -> None:
+        self.seconds, self.threshold, self.chunk_s = seconds, threshold, chunk_s
+        self.said: list[tuple[float, str]] = []
+        self.began = 0.0
+        self.speaking = False
+        self.cleared_at: float | None = None
+        self.mark_at: float | None = None
+
+    def _say(self, what: str) -> None:
+        self.said.append((round(time.monotonic() - self.began, 3), what))
+
+    async def __call__(self, report: StreamReport, frame: dict[str, Any], ws: Any) -> None:
+        event = frame.get("event")
+        if event == "start":
+            self.began, self.speaking = time.monotonic(), True
+            rate, codec = report.sample_rate, report.codec
+            speech = audio.tones(rate, self.seconds, notes=(523, 659, 784), level=0.25)
+            step = int(rate * self.chunk_s)
+            for at in range(0, len(speech), step):  # (one message may carry 20 ms to 30 s)
+                payload = base64.b64encode(audio.encode(speech[at : at + step], codec)).decode()
+                await ws.send(json.dumps({"event": "media", "media": {"payload": payload}}))
+            await ws.send(json.dumps({"event": "mark", "mark": {"name": self.MARK}}))
+            self._say(f"sent {self.seconds:g} s of speech, then mark {self.MARK!r}")
+        elif event == "media" and self.speaking and self.cleared_at is None:
+            media = frame.get("media", {})
+            if media.get("track") == "inbound":
+                samples = audio.decode(base64.b64decode(media["payload"]), report.codec)
+                if samples and max(abs(s) for s in samples) > self.threshold:
+                    await ws.send(json.dumps({"event": "clear"}))
+                    self.cleared_at = time.monotonic() - self.began
+                    self._say("the caller spoke over the bot: sent clear (barge-in)")
+        elif event == "mark" and frame.get("mark", {}).get("name") == self.MARK:
+            self.speaking, self.mark_at = False, time.monotonic() - self.began
+            self._say(f"mark {self.MARK!r} came back")
+
+
 class Receiver:
     """A WebSocket server on 127.0.0.1 in a background thread; ``url`` is its ws:// address.
 
@@ -231,14 +276,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m emulator.receiver", description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default 8765)")
     parser.add_argument("--out", default="out", help="folder for the WAV files (default out/)")
+    parser.add_argument(
+        "--talk",
+        action="store_true",
+        help="talk back (needs stream_bidirectional_mode rtp): speak, mark, clear on barge-in",
+    )
     args = parser.parse_args(argv)
-    receiver = Receiver(args.out, port=args.port).start()
+    bot = TalkBack() if args.talk else None
+    receiver = Receiver(args.out, port=args.port, on_frame=bot).start()
     print(f"listening on {receiver.url}; Ctrl-C to stop", file=sys.stderr)
     count = 0
     try:
         while True:
             for report in receiver.wait(count + 1, timeout=3600)[count:]:
-                print(json.dumps(report.summary()))
+                print(json.dumps({**report.summary(), **({"talk_back": bot.said} if bot else {})}))
                 count += 1
     except KeyboardInterrupt:
         pass

@@ -429,6 +429,9 @@ def test_demo_runs_end_to_end():
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "result: OK" in done.stdout and "streaming.started" in done.stdout and "call.hangup" in done.stdout
+    # the round trip: the bot's speech, the caller cutting in, the clear, the mark released by it
+    assert "the caller spoke over the bot: sent clear (barge-in)" in done.stdout
+    assert "mark 'greeting-done' came back" in done.stdout and "the caller heard 1." in done.stdout
 
 
 def test_receiver_flags_frames_out_of_order():
