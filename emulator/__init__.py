@@ -53,6 +53,11 @@ class Emulator:
     def base_url(self) -> str:
         return f"http://{self.host}:{self.server.server_port}/v2"
 
+    @property
+    def ui_url(self) -> str:
+        """The page that shows calls, streams, levels, marks, webhooks, and has buttons (emulator/ui.html)."""
+        return f"http://{self.host}:{self.server.server_port}/_emulator/ui"
+
     def start(self) -> Emulator:
         self._thread.start()
         return self

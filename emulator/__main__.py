@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda *_: stop.set())
     ready: dict[str, object] = {"base_url": emulator.base_url, "api_key": emulator.api_key, "call_control_id": call_id}
     ready["webhook_public_key"] = emulator.webhook_public_key  # verifies the telnyx-signature-ed25519 header
+    ready["ui_url"] = emulator.ui_url  # a page to watch it all, in a browser
     if len(call_ids) > 1:
         ready["call_control_ids"] = call_ids
     print(json.dumps(ready))

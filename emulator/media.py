@@ -199,6 +199,7 @@ class _Session:
                 }
                 await self._send(ws, {"event": "media", "media": media})
                 stream.frames_sent[track] += 1
+                stream.levels[track] = max(max(frame), -min(frame)) / 32768  # (C builtins: no cost to the pace)
             await self._play(ws)
             if self.runner.fast:
                 await asyncio.sleep(0)
@@ -295,6 +296,7 @@ class _Session:
         if event == "clear":
             dropped, released = self.playback.clear()
             self.backend.say(f"{self.name}: clear ({dropped} queued items dropped)")
+            self._timeline("clear", f"{dropped} queued items dropped")
             for mark in released:
                 await self._mark(ws, mark)
             return None
@@ -319,14 +321,22 @@ class _Session:
 
     async def _play(self, ws: ClientConnection) -> None:
         """Play 20 ms of what the server sent back; echo the marks it reached."""
+        before = len(self.stream.played)
         for mark in self.playback.tick(audio.FRAME_MS):
             await self._mark(ws, mark)
+        played = self.stream.played[before:]
+        self.stream.levels["back"] = max(max(played), -min(played)) / 32768 if played else 0.0
 
     async def _mark(self, ws: ClientConnection, mark: Mark) -> None:
         await self._send(ws, {"event": "mark", "mark": {"name": str(mark)}})
         self.backend.say(f"{self.name}: mark {str(mark)[:40]!r} echoed")
+        self._timeline("mark", str(mark)[:80])
         self.stream.marks_sent.append(str(mark))
         self.stream.mark_waits.append(len(self.stream.played) - mark.played_before)
+
+    def _timeline(self, kind: str, detail: str) -> None:
+        at = round(time.monotonic() - self.stream.started_at, 3)
+        self.stream.timeline.append({"at": at, "kind": kind, "detail": detail})
 
     async def _error(self, ws: ClientConnection, code: int, detail: str) -> None:
         self.stream.errors_sent.append(code)

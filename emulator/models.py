@@ -81,6 +81,11 @@ class Stream:
     mark_waits: list[int] = field(default_factory=list)
     errors_sent: list[int] = field(default_factory=list)
     mp3_received: list[bytes] = field(default_factory=list)
+    # for the page: the last 20 ms's peak per track (inbound, outbound; "back" = played back), 0 to 1,
+    # and marks and clears with their time in seconds from the stream's start
+    levels: dict[str, float] = field(default_factory=dict)
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+    started_at: float = field(default_factory=time.monotonic)
     stopping: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
 
@@ -102,6 +107,8 @@ class Stream:
             "mark_waits_samples": list(self.mark_waits),
             "errors_sent": list(self.errors_sent),
             "mp3_received": len(self.mp3_received),
+            "levels": dict(self.levels),
+            "timeline": list(self.timeline),
         }
 
 

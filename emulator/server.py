@@ -9,6 +9,7 @@ import struct
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Callable, ClassVar
 from urllib.parse import unquote
 
@@ -47,6 +48,9 @@ class Handler(BaseHTTPRequestHandler):
         ("POST", re.compile(r"^/v2/calls/([^/]+)/actions/hangup$"), "hangup"),
         ("POST", re.compile(r"^/_emulator/calls$"), "admin_create_call"),
         ("POST", re.compile(r"^/_emulator/calls/([^/]+)/answer$"), "admin_answer"),
+        ("POST", re.compile(r"^/_emulator/calls/([^/]+)/hangup$"), "admin_hangup"),
+        ("GET", re.compile(r"^/_emulator/state$"), "admin_state"),
+        ("GET", re.compile(r"^/_emulator/ui$"), "admin_ui"),
         ("GET", re.compile(r"^/_emulator/calls/([^/]+)$"), "admin_call"),
         ("POST", re.compile(r"^/_emulator/faults$"), "admin_faults"),
         ("GET", re.compile(r"^/_emulator/requests$"), "admin_requests"),
@@ -95,7 +99,8 @@ class Handler(BaseHTTPRequestHandler):
         if isinstance(result, APIError):
             return self._error(result)
         if isinstance(result, bytes):
-            return self._send(200, result, "audio/wav")
+            ctype = "text/html; charset=utf-8" if result.startswith(b"<!doctype html>") else "audio/wav"
+            return self._send(200, result, ctype)
         return self._send(200, json.dumps(result).encode())
 
     def _apply(self, fault: Any) -> bool:
@@ -170,6 +175,33 @@ class Handler(BaseHTTPRequestHandler):
             call = backend.create_call(**options)
         backend.say(f"call {call.call_control_id} created ({call.state})")
         return {"call_control_id": call.call_control_id}
+
+    def admin_hangup(self, call_id: str, body: Any) -> dict:
+        self.server.backend.hangup(call_id)
+        return {"call_control_id": call_id, "state": "ended"}
+
+    def admin_state(self, body: Any) -> dict:
+        """Everything the page shows: calls with their streams, and the webhooks sent (newest last)."""
+        backend = self.server.backend
+        with backend.lock:
+            calls = [call.summary() for call in backend.calls.values()]
+        sender = backend.webhooks
+        deliveries = {d["id"]: d for d in sender.deliveries} if sender else {}
+        webhooks = [
+            {
+                "event_type": e["data"]["event_type"],
+                "id": e["data"]["id"],
+                "call_control_id": e["data"]["payload"].get("call_control_id"),
+                "occurred_at": e["data"]["occurred_at"],
+                "url": e["meta"]["delivered_to"],
+                "delivered": deliveries.get(e["data"]["id"], {}).get("status"),
+            }
+            for e in (sender.events() if sender else [])[-50:]
+        ]
+        return {"calls": calls, "webhooks": webhooks}
+
+    def admin_ui(self, body: Any) -> bytes:
+        return (Path(__file__).parent / "ui.html").read_bytes()
 
     def admin_answer(self, call_id: str, body: Any) -> dict:
         self.server.backend.answer(call_id)

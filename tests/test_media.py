@@ -403,7 +403,7 @@ def test_python_m_emulator_interface(tmp_path, receiver):
     )
     try:
         ready = json.loads(process.stdout.readline())
-        assert set(ready) == {"base_url", "api_key", "call_control_id", "webhook_public_key"}
+        assert set(ready) == {"base_url", "api_key", "call_control_id", "webhook_public_key", "ui_url"}
         assert ready["base_url"].startswith("http://127.0.0.1:") and ready["base_url"].endswith("/v2")
         env = dict(os.environ, TELNYX_BASE_URL=ready["base_url"], TELNYX_API_KEY=ready["api_key"])
         done = subprocess.run(
@@ -527,5 +527,5 @@ def test_the_emulator_says_what_happens_and_a_failed_stream_cannot_be_missed(rec
 
 def test_quiet_says_nothing():
     process, ready = emulator_process("--quiet")
-    assert set(ready) == {"base_url", "api_key", "call_control_id", "webhook_public_key"}
+    assert set(ready) == {"base_url", "api_key", "call_control_id", "webhook_public_key", "ui_url"}
     assert stop(process) == ""

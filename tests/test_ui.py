@@ -1,0 +1,231 @@
+"""The emulator's page (GET /_emulator/ui) in headless Chromium (Debian's chromium; ./dev test installs
+it), driven over the DevTools protocol with websockets: it shows what the API reports and updates
+while a stream runs, its buttons work, a screenshot shows a page, and it does not slow the media."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import zlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import KEY
+from websockets.sync.client import connect
+
+import script
+from emulator import Emulator
+from emulator.receiver import Receiver
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if CHROMIUM is None:
+        message = "no chromium: ./dev test installs Debian's package (apt-get install chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    profile = tempfile.mkdtemp(prefix="chromium-")
+    process = subprocess.Popen(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            "--remote-debugging-port=0",
+            "--window-size=1200,900",
+            "about:blank",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        port = None
+        began = time.monotonic()
+        while port is None and time.monotonic() - began < 30:
+            line = process.stderr.readline()  # type: ignore[union-attr]
+            if "DevTools listening on ws://" in line:
+                port = int(line.split("ws://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
+        assert port is not None, "chromium did not start"
+        yield port
+    finally:
+        process.kill()
+        process.wait(10)
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+class Page:
+    """One tab, over the DevTools protocol."""
+
+    def __init__(self, port: int) -> None:
+        new_tab = urllib.request.Request(f"http://127.0.0.1:{port}/json/new?about:blank", method="PUT")
+        with urllib.request.urlopen(new_tab, timeout=10) as r:
+            target = json.loads(r.read())
+        self._stack = contextlib.ExitStack()
+        self.ws = self._stack.enter_context(connect(target["webSocketDebuggerUrl"], max_size=1 << 25, open_timeout=10))
+        self.next_id = 0
+
+    def call(self, method: str, **params: Any) -> Any:
+        self.next_id += 1
+        self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
+        while True:
+            message = json.loads(self.ws.recv(timeout=30))
+            if message.get("id") == self.next_id:
+                assert "error" not in message, message
+                return message["result"]
+
+    def js(self, expression: str) -> Any:
+        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+        return result["result"].get("value")
+
+    def open(self, url: str) -> None:
+        self.call("Page.enable")
+        self.call("Page.navigate", url=url)
+        self.wait_for("document.querySelector('#calls') && document.body.dataset.updated")
+
+    def wait_for(self, expression: str, timeout: float = 10) -> Any:
+        began = time.monotonic()
+        while time.monotonic() - began < timeout:
+            value = self.js(f"(() => {{ const v = ({expression}); return v instanceof Node ? true : v; }})()")
+            if value:
+                return value
+            time.sleep(0.1)
+        raise AssertionError(f"the page never showed: {expression}")
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+def api(emulator: Emulator, path: str) -> Any:
+    with urllib.request.urlopen(emulator.base_url.replace("/v2", path), timeout=5) as answer:
+        return json.loads(answer.read())
+
+
+def frames_shown(page: Page, call: str) -> dict[str, int]:
+    return page.js(
+        f"""Object.fromEntries([...document.querySelectorAll('[data-call="{call}"] [data-track]')]
+            .filter(r => r.querySelector('.frames'))
+            .map(r => [r.dataset.track, Number(r.querySelector('.frames').textContent)]))"""
+    )
+
+
+def png_pixels_vary(png: bytes) -> int:
+    """How many distinct byte values the decoded image data holds (a blank page has a handful)."""
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    data, at = b"", 8
+    while at < len(png):
+        (length,) = struct.unpack(">I", png[at : at + 4])
+        kind = png[at + 4 : at + 8]
+        if kind == b"IDAT":
+            data += png[at + 8 : at + 8 + length]
+        at += 12 + length
+    return len(set(zlib.decompress(data)))
+
+
+def test_the_page_shows_what_the_api_reports_and_updates_while_a_stream_runs(browser, monkeypatch, tmp_path):
+    with Emulator(api_key=KEY, record_dir=tmp_path) as emulator, Receiver(tmp_path / "rx") as receiver:
+        monkeypatch.setenv("TELNYX_BASE_URL", emulator.base_url)
+        call = emulator.create_call(duration_s=4)
+        page = Page(browser)
+        try:
+            page.open(emulator.ui_url)
+            page.wait_for(f'document.querySelector(\'[data-call="{call}"][data-state="answered"]\')')
+            script.main({"apiKey": KEY}, call, {"stream_url": receiver.url, "stream_track": "both_tracks"})
+            page.wait_for(f'document.querySelector(\'[data-call="{call}"] [data-state="streaming"]\')')
+            time.sleep(1.0)
+            first = frames_shown(page, call)
+            reported = api(emulator, f"/_emulator/calls/{call}")["streams"][0]["frames_sent"]
+            assert set(first) == {"inbound", "outbound"}
+            for track in first:  # what the page shows is what the API said at most 0.5 s before
+                assert 0 < first[track] <= reported[track] <= first[track] + 30, (first, reported)
+            png = base64_png(page)
+            (tmp_path / "streaming.png").write_bytes(png)
+            assert len(png) > 5000 and png_pixels_vary(png) > 20
+            time.sleep(1.0)
+            second = frames_shown(page, call)
+            assert all(second[t] >= first[t] + 25 for t in first), (first, second)  # it updates: ~50 frames a second
+            levels = page.js("[...document.querySelectorAll('[data-level] > span')].map(s => s.style.width)")
+            assert levels and any(width != "0%" for width in levels)
+            # the buttons: hang up ends the call and its stream; a new call appears
+            page.js(f"document.querySelector('[data-hangup=\"{call}\"]').click()")
+            page.wait_for(f'document.querySelector(\'[data-call="{call}"][data-state="ended"]\')')
+            assert api(emulator, f"/_emulator/calls/{call}")["state"] == "ended"
+            before = len(api(emulator, "/_emulator/state")["calls"])
+            page.js("document.querySelector('#new-call').click()")
+            page.wait_for(f"document.querySelectorAll('[data-call]').length === {before + 1}")
+            assert len(api(emulator, "/_emulator/state")["calls"]) == before + 1
+            page.js(
+                "document.querySelector('#fault-kind').value = 'status'; document.querySelector('#queue-fault').click()"
+            )
+            page.wait_for("document.querySelector('#message').textContent === ''")
+            assert len(emulator.backend.faults["*"]) == 1
+            # the webhooks sent are listed (the hang-up sent call.hangup, with no webhook URL: not delivered)
+            assert page.wait_for("document.querySelectorAll('[data-webhook]').length") >= 1
+        finally:
+            page.close()
+
+
+def base64_png(page: Page) -> bytes:
+    import base64
+
+    return base64.b64decode(page.call("Page.captureScreenshot", format="png")["data"])
+
+
+def gap_p99(receiver: Receiver, index: int) -> float:
+    report = receiver.wait(index + 1, timeout=30)[index]
+    gaps = sorted(report.gaps_ms("inbound"))
+    return gaps[int(len(gaps) * 0.99)]
+
+
+def test_the_page_does_not_slow_the_media(browser, monkeypatch, tmp_path):
+    with Emulator(api_key=KEY) as emulator, Receiver(tmp_path / "rx") as receiver:
+        monkeypatch.setenv("TELNYX_BASE_URL", emulator.base_url)
+        alone = emulator.create_call(duration_s=2)
+        script.main({"apiKey": KEY}, alone, {"stream_url": receiver.url})
+        without = gap_p99(receiver, 0)
+        page = Page(browser)
+        try:
+            page.open(emulator.ui_url)
+            watched = emulator.create_call(duration_s=2)
+            script.main({"apiKey": KEY}, watched, {"stream_url": receiver.url})
+            page.wait_for(f'document.querySelector(\'[data-call="{watched}"] [data-state="streaming"]\')')
+            with_page = gap_p99(receiver, 1)
+        finally:
+            page.close()
+    print(f"\nframe gap p99: {without:.2f} ms alone, {with_page:.2f} ms with the page open")
+    assert with_page <= max(without * 1.5, without + 5), (without, with_page)
+
+
+def test_the_ui_url_is_in_the_json_line_and_the_page_is_served(tmp_path):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "emulator", "--quiet"],
+        cwd=Path(script.__file__).parent,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        ready = json.loads(process.stdout.readline())  # type: ignore[union-attr]
+        assert ready["ui_url"].endswith("/_emulator/ui")
+        with urllib.request.urlopen(ready["ui_url"], timeout=5) as page:
+            assert page.headers["Content-Type"] == "text/html; charset=utf-8"
+            assert page.read().startswith(b"<!doctype html>")
+    finally:
+        process.terminate()
+        process.wait(10)
