@@ -355,7 +355,8 @@ def test_huge_bad_bodies_are_refused_in_bounded_time_and_memory(serve, name, bod
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak < 4 * size + (8 << 20), f"{name}: {peak / 2**20:.1f} MiB for a {size / 2**20:.1f} MiB body"
-    assert took < 1.5, f"{name}: {took:.2f} s"
+    limit = 6.0 if os.environ.get("MUTANT_UNDER_TEST") else 1.5  # (./dev mutate's trampolines slow every call)
+    assert took < limit, f"{name}: {took:.2f} s"
 
 
 def test_a_2xx_holding_nan_is_not_json_and_the_cli_prints_only_json(serve, capsys, monkeypatch):
