@@ -1,4 +1,4 @@
-"""Audio for the emulator and the example receiver: G.711 (PCMU, PCMA), L16, WAV files, a test signal.
+"""Audio for the emulator and the example stream server: G.711 (PCMU, PCMA), L16, WAV files, a test signal.
 
 Samples are signed 16-bit integers in an ``array('h')``. G.711 follows ITU-T G.711 (the classic
 Sun reference algorithm); Python 3.13 removed ``audioop``, so the tables are built here, once.

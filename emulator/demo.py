@@ -1,7 +1,7 @@
 """The main job, end to end on this machine, no Telnyx account: ``./dev demo``.
 
 1. starts the emulator as users do (``python -m emulator``, reading its one JSON line),
-2. starts the example stream server (emulator/receiver.py), talking back as a voice bot does, and a
+2. starts the example stream server (stream_server/), talking back as a voice bot does, and a
    webhook catcher,
 3. runs the real ``script.main`` over real HTTP, exactly as Windmill would after call.answered,
 4. shows the audio arriving, then a report: frames, seconds, codec, gaps, WAV files, webhooks, and
@@ -23,8 +23,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from stream_server import Receiver, TalkBack
+
 from . import audio
-from .receiver import Receiver, TalkBack
 
 ROOT = Path(__file__).resolve().parent.parent
 BARGE_IN_S = 1.2  # the caller listens this long, then starts talking over the bot
@@ -54,7 +55,7 @@ class _WebhookHandler(BaseHTTPRequestHandler):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="./dev demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=5.0, help="seconds the caller talks after listening")
+    parser.add_argument("--seconds", type=float, default=4.0, help="seconds the caller talks after listening")
     parser.add_argument("--codec", default="PCMU", choices=["PCMU", "PCMA", "L16"], help="stream_codec to ask for")
     parser.add_argument("--out", default=str(ROOT / "out" / "demo"), help="where the WAV files go")
     args = parser.parse_args(argv)
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"emulator   {ready['base_url']}  (python -m emulator)")
         bot = TalkBack(seconds=3.0)
         with Receiver(args.out, on_frame=bot) as receiver:
-            print(f"receiver   {receiver.url}  (python -m emulator.receiver --talk)")
+            print(f"receiver   {receiver.url}  (python -m stream_server --talk)")
             problems = _run(ready, receiver, webhooks, args)
             problems += _round_trip(ready, bot, rate, out)
     finally:

@@ -25,7 +25,7 @@ from rawserver import RawServer  # noqa: E402
 
 import script  # noqa: E402
 from emulator import Emulator  # noqa: E402
-from emulator.receiver import Receiver  # noqa: E402
+from stream_server import Receiver  # noqa: E402
 
 
 def pytest_report_header() -> str:

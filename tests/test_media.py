@@ -1,5 +1,5 @@
 """The emulator's media stream, end to end: the real script starts it, a real WebSocket server
-(emulator/receiver.py) receives it, and the audio that arrives is the audio that was sent."""
+(stream_server/) receives it, and the audio that arrives is the audio that was sent."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from websockets.http11 import Response
 
 from emulator import audio
 from emulator.media import OUTBOUND_NOTES
-from emulator.receiver import Receiver
+from stream_server import Receiver
 
 SECONDS = 1.0
 
@@ -436,7 +436,7 @@ def test_demo_runs_end_to_end():
 
 def test_receiver_flags_frames_out_of_order():
     """The receiver's checks can fail: feed it a stream with its frames in the wrong order."""
-    from emulator.receiver import StreamReport
+    from stream_server import StreamReport
 
     report = StreamReport()
     payload = base64.b64encode(b"\xff" * 160).decode()

@@ -24,8 +24,8 @@ from windmill.harness import site
 from windmill.standin import StandIn
 
 from emulator import Emulator
-from emulator.receiver import Receiver
 from emulator.webhooks import sign
+from stream_server import Receiver
 
 SHIPPED = ROOT / "deploy" / "start_stream_on_answer.flow"
 TOKEN = "wm-webhook-token-1234"

@@ -1,6 +1,6 @@
 """YOUR side, not Telnyx's: an example stream server, checking Telnyx's frames, a WAV per track.
 
-    python -m emulator.receiver --port 8765 --out out/
+    python -m stream_server --port 8765 --out out/ [--talk]
 
 Each stream's frames are checked against ../shared/reference/media-streaming-websocket.md:
 ``connected`` first, then ``start``, ``media`` frames, ``stop`` last; sequence numbers rising;
@@ -26,7 +26,7 @@ from typing import Any, Callable
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from . import audio
+from emulator import audio  # the codecs (G.711, L16, WAV), shared with the emulator
 
 
 @dataclass
@@ -273,7 +273,7 @@ class Receiver:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m emulator.receiver", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m stream_server", description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default 8765)")
     parser.add_argument("--out", default="out", help="folder for the WAV files (default out/)")
     parser.add_argument(
