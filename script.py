@@ -722,10 +722,11 @@ def _show(value: Any, limit: int = 80) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# HTTP. Each attempt runs in a thread of its own; the caller waits for it until the deadline at
-# most, then shuts the attempt's socket down and goes on without it. That is what bounds every
-# phase, name lookup and every address tried included (a socket timeout cannot interrupt
-# getaddrinfo, and restarts for each address); the socket timeouts only cut one silent read.
+# HTTP. The deadline bounds every phase. Connecting (name lookup, every address, TLS, a proxy's
+# CONNECT) runs in a thread the caller waits for until the deadline at most: a socket timeout cannot
+# interrupt getaddrinfo, and restarts for each address. Reading happens in the caller's thread with
+# per-read socket timeouts; a watchdog shuts the socket down when the deadline overtakes a server
+# that drips its answer, and an answer cut that way is never trusted nor its connection reused.
 # One pooled HTTPAdapter per process (no Session: no cookies, no redirects, no ~/.netrc); a forked
 # child starts a pool of its own. The retry loop is written out in _post; urllib3's Retry is the
 # policy it asks (attempts left, backoff, Retry-After). A failure is classified once, where it
@@ -842,6 +843,8 @@ class _Connection:
         def run() -> None:
             try:
                 super(_Connection, self).connect()  # type: ignore[misc]
+                if attempt.cancelled:  # connected after the caller gave up: never used
+                    _shut(self, None)
             except BaseException as error:  # handed to the caller below
                 failed.append(error)
             finally:
