@@ -231,9 +231,13 @@ def test_answer_cut_short_is_a_clear_error(monkeypatch):
     server = socket.create_server(("127.0.0.1", 0))
 
     def serve():
+        from rawserver import read_request
+
         connection, _ = server.accept()
-        connection.recv(65536)
+        read_request(connection)  # all of it: closing with unread bytes would reset the connection instead
         connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+        connection.shutdown(socket.SHUT_WR)
+        connection.recv(1)  # until the client has read and closed
         connection.close()
 
     thread = threading.Thread(target=serve, daemon=True)
