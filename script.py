@@ -1129,7 +1129,7 @@ _UNUSABLE = (  # what makes an answer unusable, in the order checked
 
 def _ssl_reason(chain: List[BaseException]) -> str:
     error = next((e for e in chain if isinstance(e, ssl.SSLError)), None)
-    reason = getattr(error, "reason", None) or getattr(error, "verify_message", None)
+    reason = getattr(error, "verify_message", None) or getattr(error, "reason", None)  # "self-signed certificate"
     return _show_text(reason or "the handshake failed", 120)
 
 

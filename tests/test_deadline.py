@@ -369,3 +369,70 @@ def test_a_2xx_holding_nan_is_not_json_and_the_cli_prints_only_json(serve, capsy
     assert code == script.EXIT_API and printed.out == ""
     assert printed.err.startswith('error: 200 {"data": {"result": NaN}}')
     assert server.connections == 1
+
+
+# -- what mutation testing showed unchecked ----------------------------------------------------------
+def tls_server(serve):
+    import ssl
+
+    from conftest import ROOT
+
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(ROOT / "tests" / "tls" / "127.0.0.1.pem", ROOT / "tests" / "tls" / "127.0.0.1.key")
+    return serve(replying(answer(200, [], OK)), tls)
+
+
+def test_an_untrusted_certificate_says_why_in_our_words(serve, monkeypatch):
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    tls_server(serve)
+    first = str(outcome(max_retries=2)[0]).split("\n")[0]
+    assert first == "could not reach Telnyx after 1 attempt(s): TLS failed (self-signed certificate)"
+
+
+def test_an_empty_ca_bundle_names_the_reason(serve, monkeypatch, tmp_path):
+    tls_server(serve)
+    (tmp_path / "empty.pem").write_text("")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "empty.pem"))
+    first = str(outcome(max_retries=0)[0]).split("\n")[0]
+    assert first == (
+        f"could not reach Telnyx after 1 attempt(s): TLS failed (the CA bundle '{tmp_path / 'empty.pem'}': "
+        "NO_CERTIFICATE_OR_CRL_FOUND)"
+    )
+
+
+def test_a_well_formed_chunked_answer_is_read_whole(serve):
+    chunks = b"".join(f"{len(part):x}\r\n".encode() + part + b"\r\n" for part in (b'{"data":', b'{"result":"ok"}}'))
+    serve(
+        replying(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + chunks + b"0\r\n\r\n")
+    )
+    assert outcome(max_retries=0)[0] == {"data": {"result": "ok"}}
+
+
+def test_a_logged_traceback_with_a_key_is_dropped_and_the_message_masked(caplog):
+    caplog.set_level(logging.DEBUG)
+    script._KEYS_SEEN.setdefault(KEY)
+    logger = logging.getLogger("urllib3.connectionpool")
+    try:
+        raise ValueError(f"header echo {KEY}")
+    except ValueError as error:
+        logger.warning("Failed to parse headers: %s", error, exc_info=True)
+    (record,) = [r for r in caplog.records if r.name == "urllib3.connectionpool"]
+    assert (record.msg, record.args, record.exc_info, record.exc_text) == (
+        "Failed to parse headers: header echo ***",
+        None,
+        None,
+        None,
+    )
+    logger.info("clean %s", "text")  # a record without a key keeps its arguments and is not rewritten
+    assert caplog.records[-1].args == ("text",) and caplog.records[-1].msg == "clean %s"
+
+
+@pytest.mark.parametrize(
+    ("extra", "hint"), [(30, "did you mean 'stream_bidirectional_sampling_rate'?"), (31, "check the spelling.")]
+)
+def test_a_near_field_name_gets_a_suggestion_up_to_64_characters(extra, hint):
+    key = "stream_bidirectional_sampling_rate" + "x" * extra  # 64 characters, then 65
+    with pytest.raises(script.TelnyxInputError) as info:
+        script.check_body({"stream_url": URL, key: 1})
+    assert hint in str(info.value)
