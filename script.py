@@ -713,7 +713,10 @@ def _unknown_key_message(key: str) -> str:
 
 
 def _show(value: Any, limit: int = 80) -> str:
-    """A short repr for a message; never raises (a huge int or a hostile __repr__ is named by type)."""
+    """A short repr for a message; never raises (a huge int or a hostile __repr__ is named by type),
+    never shows what may be a user or password (``...//user@``, ``...:pw@``), however it is shaped."""
+    if isinstance(value, str) and "@" in value and re.search(r"(//|:)[^@]*@", value):
+        return "(not shown: it may hold a user or password)"
     try:
         text = repr(value)
     except Exception:

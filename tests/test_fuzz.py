@@ -290,3 +290,26 @@ def test_auth_is_refused_or_sent_as_a_bearer_header(auth):
             assert key.strip() not in str(outcome)  # a wrong key is not echoed either
     else:
         assert received[0].headers["Authorization"] == "Bearer " + auth["apiKey"].strip()
+
+
+# -- no refusal ever shows a credential, however the URL around it is shaped (issue 16) -------------
+secret = st.text(st.characters(categories=["L", "N"]), min_size=8, max_size=20)
+
+
+@FUZZ
+@given(
+    scheme=st.sampled_from(["wss://", "ws://", "WSS://", "http://", "https://", "ftp://", "", "//", "ws:/", "wss:///"]),
+    user=st.text(st.characters(categories=["L", "N"]), max_size=8),
+    password=secret,
+    host=st.sampled_from(["media.example.com", "", "[::1]", "h st", "x:99999", "a\tb"]),
+    tail=st.sampled_from(["", "/media", "/m?x=1", "#frag", " trailing", "/\u2028"]),
+    field=st.sampled_from(["stream_url", "client_state", "command_id"]),
+)
+def test_a_credential_in_a_url_is_never_shown(scheme, user, password, host, tail, field):
+    url = f"{scheme}{user}:{password}@{host}{tail}"
+    body = {"stream_url": URL, field: url}
+    try:
+        script.check_body(body)
+    except script.TelnyxInputError as error:
+        shown = str(error) + repr(error.__dict__)
+        assert password not in shown, shown
