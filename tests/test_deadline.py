@@ -436,3 +436,30 @@ def test_a_near_field_name_gets_a_suggestion_up_to_64_characters(extra, hint):
     with pytest.raises(script.TelnyxInputError) as info:
         script.check_body({"stream_url": URL, key: 1})
     assert hint in str(info.value)
+
+
+def test_a_server_that_closes_without_answering_is_named_word_for_word(serve):
+    def close_at_once(conn, request):
+        conn.close()
+
+    serve(close_at_once)
+    assert str(outcome(max_retries=1)[0]).split("\n") == [
+        "no answer after 2 attempt(s): the connection was closed (no answer)",
+        "The connection was closed before an answer came; check the network. The command may have reached Telnyx: "
+        "to run it again without risking a second stream, pass body.command_id = 'c1'.",
+        "(command_id=c1, attempts=2)",
+    ]
+
+
+def test_a_proxy_that_cannot_be_reached_is_named_word_for_word(monkeypatch):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # released: nothing listens there
+    monkeypatch.setenv("TELNYX_BASE_URL", "https://telnyx.test/v2")
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port}")
+    assert str(outcome(max_retries=2)[0]).split("\n") == [
+        "could not reach Telnyx after 1 attempt(s): the proxy could not be reached",
+        "Check HTTPS_PROXY (its address and credentials), or unset it. Nothing was sent to Telnyx (no connection "
+        "was made), so running it again is safe.",
+        "(command_id=c1, attempts=1)",
+    ]
