@@ -125,6 +125,8 @@ def test_interim_answers_are_skipped_and_each_call_reads_its_own_answer(serve, s
         result = script.main({"apiKey": KEY}, "v3:x", {"stream_url": URL, "command_id": command_id}, max_retries=0)
         assert result == {"data": {"answers": command_id}}
     assert server.connections == 1  # one pooled connection, reused, in step
+    script._adapter().close()  # the pooled connection closes, so the server's handler ends at once
+    script._ADAPTER = None  # (fresh_adapter puts the previous one back after the test)
     server.__exit__(None, None, None)
 
 
