@@ -1,4 +1,4 @@
-"""A Windmill worker in miniature, written from ../shared/reference/windmill-runtime.md: it runs
+"""A Windmill worker in miniature, written from Windmill's python_executor.rs and common.rs: it runs
 script.py the way a worker runs a Python job, in a process that has only the packages of a lock.
 
 - `site(lock, python)`: the lock's pinned requirements installed one by one with ``--no-deps --target``
