@@ -18,7 +18,7 @@ import time
 import tracemalloc
 
 import pytest
-from conftest import KEY, URL
+from conftest import AUTH, KEY, URL
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rawserver import answer, read_request, replying
@@ -36,7 +36,7 @@ def outcome(**kwargs):
     """main() against TELNYX_BASE_URL: (result or error, seconds)."""
     started = time.monotonic()
     try:
-        result = script.main({"apiKey": KEY}, "v3:dl", {"stream_url": URL, "command_id": "c1"}, **kwargs)
+        result = script.main(AUTH, "v3:dl", {"stream_url": URL, "command_id": "c1"}, **kwargs)
     except script.TelnyxError as error:
         result = error
     return result, time.monotonic() - started
@@ -135,30 +135,27 @@ def test_without_the_1xx_hook_a_1xx_is_refused_not_taken_as_the_answer(serve, mo
     interim answer is refused as unusable and its connection dropped, never reused."""
     monkeypatch.setattr(script._HTTPConnection, "response_class", http.client.HTTPResponse)
     server = serve(numbered_answers())
-    assert script.main(AUTH_, "v3:x", {"stream_url": URL, "command_id": "c"}, max_retries=0) == {
+    assert script.main(AUTH, "v3:x", {"stream_url": URL, "command_id": "c"}, max_retries=0) == {
         "data": {"answers": "c"}
     }
     with pytest.raises(script.TelnyxConnectionError) as info:
-        script.main(AUTH_, "v3:x", {"stream_url": URL, "command_id": "c-103"}, max_retries=0)
+        script.main(AUTH, "v3:x", {"stream_url": URL, "command_id": "c-103"}, max_retries=0)
     assert str(info.value).startswith("no usable answer after 1 attempt(s): the answer's status is 103")
-    after = script.main(AUTH_, "v3:x", {"stream_url": URL, "command_id": "c-after"}, max_retries=0)
+    after = script.main(AUTH, "v3:x", {"stream_url": URL, "command_id": "c-after"}, max_retries=0)
     assert after == {"data": {"answers": "c-after"}}  # not the 103's leftover 200
     assert server.connections == 2
-
-
-AUTH_ = {"apiKey": KEY}
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX only")
 def test_a_forked_child_never_uses_the_parents_pooled_connection(serve):
     server = serve(numbered_answers())
-    first = script.main(AUTH_, "v3:x", {"stream_url": URL, "command_id": "c-parent"}, max_retries=0)
+    first = script.main(AUTH, "v3:x", {"stream_url": URL, "command_id": "c-parent"}, max_retries=0)
     assert first == {"data": {"answers": "c-parent"}} and server.connections == 1
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: its own call, its own answer, then exit without pytest's teardown
         try:
-            got = script.main(AUTH_, "v3:x", {"stream_url": URL, "command_id": "c-child"}, max_retries=0)
+            got = script.main(AUTH, "v3:x", {"stream_url": URL, "command_id": "c-child"}, max_retries=0)
             os.write(write_end, json.dumps(got).encode())
         finally:
             os._exit(0)
@@ -166,7 +163,7 @@ def test_a_forked_child_never_uses_the_parents_pooled_connection(serve):
     with os.fdopen(read_end) as pipe:
         child = json.loads(pipe.read() or "null")
     os.waitpid(pid, 0)
-    again = script.main(AUTH_, "v3:x", {"stream_url": URL, "command_id": "c-parent-again"}, max_retries=0)
+    again = script.main(AUTH, "v3:x", {"stream_url": URL, "command_id": "c-parent-again"}, max_retries=0)
     assert child == {"data": {"answers": "c-child"}}
     assert again == {"data": {"answers": "c-parent-again"}}
     assert server.connections == 2  # the child opened its own; the parent kept its own
@@ -279,7 +276,7 @@ def test_http_client_debug_output_never_shows_the_key(serve, monkeypatch, capfd,
 def test_a_call_control_id_holding_the_key_is_refused(serve):
     server = serve(replying(answer(200, [], OK)))
     with pytest.raises(script.TelnyxInputError) as info:
-        script.main(AUTH_, f"v3:{KEY.lower()}-x", {"stream_url": URL})
+        script.main(AUTH, f"v3:{KEY.lower()}-x", {"stream_url": URL})
     assert str(info.value).startswith("call_control_id contains your API key (not shown): remove it.")
     assert server.connections == 0 and KEY.lower() not in str(info.value).lower()
 
@@ -306,7 +303,7 @@ def test_a_key_in_a_log_record_of_urllib3_is_masked_at_any_level(caplog):
 def test_a_base_url_with_a_query_or_fragment_mark_is_refused(monkeypatch, ending):
     monkeypatch.setenv("TELNYX_BASE_URL", f"http://127.0.0.1:9/v2{ending}")
     with pytest.raises(script.TelnyxInputError) as info:
-        script.main(AUTH_, "v3:x", {"stream_url": URL})
+        script.main(AUTH, "v3:x", {"stream_url": URL})
     assert info.value.field == "TELNYX_BASE_URL"
 
 
@@ -351,11 +348,11 @@ def test_huge_bad_bodies_are_refused_in_bounded_time_and_memory(serve, name, bod
     size = len(json.dumps(body))
     began = time.monotonic()
     with pytest.raises(script.TelnyxInputError):
-        script.main(AUTH_, "v3:x", body)
+        script.main(AUTH, "v3:x", body)
     took = time.monotonic() - began
     tracemalloc.start()  # (tracing slows Python down: memory is measured on a second run)
     with pytest.raises(script.TelnyxInputError):
-        script.main(AUTH_, "v3:x", body)
+        script.main(AUTH, "v3:x", body)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak < 4 * size + (8 << 20), f"{name}: {peak / 2**20:.1f} MiB for a {size / 2**20:.1f} MiB body"
