@@ -18,7 +18,7 @@ import time
 import tracemalloc
 
 import pytest
-from conftest import AUTH, KEY, URL
+from conftest import AUTH, KEY, ROOT, URL, everything_said
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rawserver import answer, read_request, replying
@@ -217,8 +217,6 @@ def test_malformed_answers_are_no_usable_answer_and_not_retried(serve, name):
 def test_an_empty_or_non_pem_ca_bundle_is_named_and_not_retried(serve, monkeypatch, tmp_path, content):
     import ssl
 
-    from conftest import ROOT
-
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(ROOT / "tests" / "tls" / "127.0.0.1.pem", ROOT / "tests" / "tls" / "127.0.0.1.key")
     server = serve(replying(answer(200, [], OK)), tls)
@@ -287,8 +285,6 @@ def test_another_tenants_key_in_an_answer_is_masked(serve):
     serve(replying(answer(401, [("x-request-id", other)], body)))
     result, _ = outcome(max_retries=0)
     assert isinstance(result, script.TelnyxAPIError)
-    from conftest import everything_said
-
     assert other not in everything_said(result) and "key *** is not yours" in str(result)
 
 
@@ -373,8 +369,6 @@ def test_a_2xx_holding_nan_is_not_json_and_the_cli_prints_only_json(serve, capsy
 # -- what mutation testing showed unchecked ----------------------------------------------------------
 def tls_server(serve):
     import ssl
-
-    from conftest import ROOT
 
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(ROOT / "tests" / "tls" / "127.0.0.1.pem", ROOT / "tests" / "tls" / "127.0.0.1.key")
