@@ -49,7 +49,22 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util import Retry
 from urllib3.util.response import assert_header_parsing
 
-__version__ = "1.1.0"
+__version__ = "1.2.0"
+__all__ = [  # what a Windmill job, a flow step importing f/telnyx/streaming_start, or script_cli.py uses
+    "ARG_FIELDS",
+    "BODY_FIELDS",
+    "HINTS",
+    "StreamingStartBody",
+    "StreamingStartResult",
+    "TelnyxAPIError",
+    "TelnyxConnectionError",
+    "TelnyxError",
+    "TelnyxInputError",
+    "check_body",
+    "check_key",
+    "main",
+    "telnyx",
+]
 
 
 class telnyx(TypedDict):
@@ -92,7 +107,7 @@ def main(
         url = f"{_base_url()}/calls/{path_id}/actions/streaming_start"
         if max_retries > 0:  # a retried POST is only safe with one command_id: Telnyx drops repeats
             payload.setdefault("command_id", str(uuid.uuid4()))
-        return _post(url, payload, api_key, timeout_s, started + deadline_s, max_retries)
+        return _post_with_retries(url, payload, api_key, timeout_s, started + deadline_s, max_retries)
     except TelnyxError as error:
         error.mask(api_key)  # the one place every error passes: whatever a server echoed, the key goes
         raise
@@ -137,7 +152,7 @@ BODY_FIELDS: Dict[str, Dict[str, Any]] = {
     },
     "stream_codec": {
         "type": "string",
-        "enum": ["PCMU", "PCMA", "G722", "OPUS", "AMR-WB", "L16", "default"],
+        "enum": [*CODECS, "default"],
         "description": (
             "Codec of the audio sent to your server. 'default' (or leaving it empty) keeps the "
             "call's codec; Telnyx's docs say it transcodes only between PCMU and PCMA."
@@ -559,10 +574,10 @@ def _check_auth(auth: Any) -> str:
         key = auth.get("apiKey")
     except Exception:  # a hostile Mapping: refused, never a crash
         raise TelnyxInputError(f"auth cannot be read as an object: pass a plain dict. {RESOURCE_FIX}", "auth") from None
-    return _check_key(key, "auth.apiKey", RESOURCE_FIX)
+    return check_key(key, "auth.apiKey", RESOURCE_FIX)
 
 
-def _check_key(key: Any, name: str, fix: str) -> str:
+def check_key(key: Any, name: str, fix: str) -> str:
     """The key, or a TelnyxInputError naming where it came from (``name``) and how to fix it."""
     if not isinstance(key, str) or not str.__str__(key).strip():
         raise TelnyxInputError(f"{name} is missing or empty. {fix}", name)
@@ -766,8 +781,9 @@ _FAILURES = {
 }
 
 
-class _Attempt:
-    """One attempt: its deadline, the connection it uses, whether its request may have been sent."""
+class _DeadlineGuard:
+    """One attempt's deadline: it knows the connection the attempt uses and whether the request may have
+    been written, and cuts that connection when the deadline passes (the watchdog calls ``cancel``)."""
 
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
@@ -778,7 +794,7 @@ class _Attempt:
         self._lock = threading.Lock()
 
     def adopt(self, conn: Any, sending: bool) -> None:
-        """Called from the connection the attempt uses, as it connects or sends."""
+        """Called by the connection the attempt uses, as it connects or sends."""
         with self._lock:
             self._conn, self.sent = conn, self.sent or sending
             self._sock = getattr(conn, "sock", None) or self._sock
@@ -794,8 +810,11 @@ class _Attempt:
             _shut(conn, sock)
 
 
-_CURRENT: ContextVar[_Attempt | None] = ContextVar("telnyx_streaming_start_attempt", default=None)
-_WATCHED: Dict[_Attempt, None] = {}  # attempts under way, for the watchdog
+# How an attempt's guard reaches the connection urllib3 picks for it: requests' and urllib3's signatures
+# cannot carry it, so _send_and_read sets it around the adapter's send, and _DeadlineBoundConnection
+# reads it (None outside an attempt of ours: the connection then behaves as urllib3's).
+_GUARD_OF_THIS_SEND: ContextVar[_DeadlineGuard | None] = ContextVar("telnyx_deadline_guard", default=None)
+_WATCHED: Dict[_DeadlineGuard, None] = {}  # attempts under way, for the watchdog
 _WATCH_LOCK = threading.Lock()
 _WATCHDOG: List[threading.Thread] = []
 
@@ -828,16 +847,20 @@ class _DeadlinePassed(OSError):
     """Raised in place of a connect that the deadline cut off (name lookup, addresses, TLS, proxy)."""
 
 
-class _Connection:
-    """What this script adds to urllib3's connections: connecting (name lookup, every address, TLS,
-    a proxy's CONNECT) runs in a thread the caller waits for until the deadline at most; the
-    attempt can cut the connection; http.client's debug output (``HTTPConnection.debuglevel = 1``,
-    set by anything in the process) never prints the Authorization header."""
+class _NoDebugOutput:
+    """http.client's debug output (``HTTPConnection.debuglevel = 1``, set by anything in the process)
+    would print the Authorization header: on our connections it stays off."""
 
     debuglevel = property(lambda self: 0, lambda self, value: None)
 
+
+class _DeadlineBoundConnection:
+    """A urllib3 connection bound by its attempt's deadline (_GUARD_OF_THIS_SEND): connecting (name
+    lookup, every address, TLS, a proxy's CONNECT) runs in a thread the caller waits for until the
+    deadline at most, and the guard can cut the connection at any time."""
+
     def connect(self) -> None:
-        attempt = _CURRENT.get()
+        attempt = _GUARD_OF_THIS_SEND.get()
         if attempt is None:
             return super().connect()  # type: ignore[misc]
         attempt.adopt(self, sending=False)
@@ -845,7 +868,7 @@ class _Connection:
 
         def run() -> None:
             try:
-                super(_Connection, self).connect()  # type: ignore[misc]
+                super(_DeadlineBoundConnection, self).connect()  # type: ignore[misc]
                 if attempt.cancelled:  # connected after the caller gave up: never used
                     _shut(self, None)
             except BaseException as error:  # handed to the caller below
@@ -863,13 +886,13 @@ class _Connection:
         return None
 
     def request(self, *args: Any, **kwargs: Any) -> None:
-        attempt = _CURRENT.get()
+        attempt = _GUARD_OF_THIS_SEND.get()
         if attempt is not None:  # a pooled connection is already open; a new one connects inside
             attempt.adopt(self, sending=getattr(self, "sock", None) is not None)
         super().request(*args, **kwargs)  # type: ignore[misc]
 
 
-class _HeaderLines(http.client.HTTPException):
+class _MalformedHeadersError(http.client.HTTPException):
     """Header lines that do not parse: refused here, before urllib3 would log them (they may echo anything)."""
 
 
@@ -877,14 +900,14 @@ class _Response(http.client.HTTPResponse):
     """http.client's response, stricter: interim 1xx answers (102, 103) are skipped, not taken as the
     answer; a negative chunk size and header lines that do not parse are refused. The first two
     override private methods: if a new Python renames them, those checks stop applying (the call
-    still works, and _exchange still refuses a 1xx as the answer), they never break a call."""
+    still works, and _send_and_read still refuses a 1xx as the answer), they never break a call."""
 
     def begin(self) -> None:
         super().begin()
         try:
             assert_header_parsing(self.msg)
         except (urllib3.exceptions.HeaderParsingError, TypeError):
-            raise _HeaderLines("header lines that do not parse") from None
+            raise _MalformedHeadersError("header lines that do not parse") from None
 
     def _read_status(self) -> Any:
         while True:
@@ -908,11 +931,11 @@ class _Response(http.client.HTTPResponse):
         return size
 
 
-class _HTTPConnection(_Connection, HTTPConnection):
+class _HTTPConnection(_NoDebugOutput, _DeadlineBoundConnection, HTTPConnection):
     response_class = _Response
 
 
-class _HTTPSConnection(_Connection, HTTPSConnection):
+class _HTTPSConnection(_NoDebugOutput, _DeadlineBoundConnection, HTTPSConnection):
     response_class = _Response
 
 
@@ -974,7 +997,11 @@ class _Answer(NamedTuple):
     raw: Any  # urllib3's response, for Retry's policy
 
 
-def _post(url: str, payload: Dict[str, Any], api_key: str, timeout_s: float, deadline: float, max_retries: int) -> Any:
+def _post_with_retries(
+    url: str, payload: Dict[str, Any], api_key: str, timeout_s: float, deadline: float, max_retries: int
+) -> Any:
+    """POST ``payload`` until an answer that is not retried, the retries are spent or ``deadline`` (a
+    time.monotonic() value) passes: Telnyx's JSON, or a TelnyxAPIError / TelnyxConnectionError."""
     command_id = payload.get("command_id")
     data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
     headers = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": _USER_AGENT}
@@ -995,7 +1022,7 @@ def _post(url: str, payload: Dict[str, Any], api_key: str, timeout_s: float, dea
             failure = _Failure("timeout", "deadline_s passed before the request was sent", False)
             return _give_up(None, failure, command_id, attempts, api_key, "", sent)
         attempts += 1
-        answer, failure = _attempt(request, timeout_s, deadline)
+        answer, failure = _try_once(request, timeout_s, deadline)
         sent = sent or failure is None or failure.sent
         if answer is not None and answer.status not in RETRY_STATUSES:
             return _result(answer, command_id, attempts, api_key)
@@ -1022,37 +1049,41 @@ def _post(url: str, payload: Dict[str, Any], api_key: str, timeout_s: float, dea
         time.sleep(wait)
 
 
-def _attempt(request: requests.PreparedRequest, timeout_s: float, deadline: float) -> tuple:
+def _try_once(request: requests.PreparedRequest, timeout_s: float, deadline: float) -> tuple:
     """One attempt, bounded by the deadline: ``(_Answer, None)`` or ``(None, _Failure)``. It runs in
-    the caller's thread; connecting runs in a thread of its own (_Connection.connect) and the
+    the caller's thread; connecting runs in a thread of its own (_DeadlineBoundConnection.connect) and the
     watchdog cuts a read that the deadline overtakes."""
-    attempt = _Attempt(deadline)
-    token = _CURRENT.set(attempt)
+    attempt = _DeadlineGuard(deadline)
     with _WATCH_LOCK:
         if not _WATCHDOG:
             _WATCHDOG.append(threading.Thread(target=_watchdog, name="telnyx-streaming-start-watchdog", daemon=True))
             _WATCHDOG[0].start()
         _WATCHED[attempt] = None
     try:
-        outcome = _exchange(request, timeout_s, max(deadline - time.monotonic(), 0.001))
+        outcome = _send_and_read(request, timeout_s, attempt)
     except Exception as exc:  # whatever the server or the network did: classified, never a crash
         outcome = None, _classify(exc, attempt.sent)
     finally:
         with _WATCH_LOCK:
             _WATCHED.pop(attempt, None)
-        _CURRENT.reset(token)
     if attempt.cancelled:  # cut mid-answer, the socket's end can read as the answer's end: never trusted
         return None, _Failure("timeout", "deadline_s passed before an answer came", attempt.sent)
     return outcome
 
 
-def _exchange(request: requests.PreparedRequest, timeout_s: float, left: float) -> tuple:
-    response = _adapter().send(  # the adapter never reads the body: it is read below, capped
-        request,
-        timeout=(min(CONNECT_TIMEOUT_S, timeout_s, left), min(timeout_s, left)),
-        verify=os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True,
-        proxies=_proxies(request.url or ""),
-    )
+def _send_and_read(request: requests.PreparedRequest, timeout_s: float, guard: _DeadlineGuard) -> tuple:
+    """Send the request and read the answer (capped), on a connection ``guard`` bounds by its deadline."""
+    left = max(guard.deadline - time.monotonic(), 0.001)
+    token = _GUARD_OF_THIS_SEND.set(guard)  # the connection urllib3 picks adopts the guard (see its comment)
+    try:
+        response = _adapter().send(  # the adapter never reads the body: it is read below, capped
+            request,
+            timeout=(min(CONNECT_TIMEOUT_S, timeout_s, left), min(timeout_s, left)),
+            verify=os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True,
+            proxies=_proxies(request.url or ""),
+        )
+    finally:
+        _GUARD_OF_THIS_SEND.reset(token)
     with response:  # closing it unread closes the connection: a cut-off answer never returns to the pool
         if not 200 <= response.status_code < 600:  # a 1xx as the answer: the real one is still unread
             return None, _Failure("unusable", f"the answer's status is {response.status_code}", True)
@@ -1085,10 +1116,12 @@ def _classify(exc: BaseException, sent: bool) -> _Failure:
     bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
     if found(requests.exceptions.InvalidProxyURL, urllib3.exceptions.ProxySchemeUnknown):
         return _Failure("proxy", "HTTPS_PROXY is not a proxy URL", False)
-    if isinstance(exc, OSError) and "CA certificate bundle" in str(exc):  # requests' check of the path
+    # requests reports a CA bundle path that does not exist as a plain OSError: its text is all there is
+    if isinstance(exc, OSError) and "CA certificate bundle" in str(exc):
         return _Failure("tls", f"the CA bundle {_show(bundle)} does not exist", False)
     if found(urllib3.exceptions.ProxyError, requests.exceptions.ProxyError):
         text = " ".join(str(e) for e in chain)
+        # the proxy's refusal (http.client's plain OSError "Tunnel connection failed: 407 ...") by its text
         status = re.search(r"Tunnel connection failed: (\d{3}[^'\")]*)", text)
         what = f"the proxy answered {status.group(1).strip()}" if status else "the proxy could not be reached"
         return _Failure("proxy", what, False)
@@ -1118,7 +1151,7 @@ def _classify(exc: BaseException, sent: bool) -> _Failure:
 
 
 _UNUSABLE = (  # what makes an answer unusable, in the order checked
-    ((_HeaderLines,), "the answer has header lines that do not parse (not shown)"),
+    ((_MalformedHeadersError,), "the answer has header lines that do not parse (not shown)"),
     ((http.client.LineTooLong,), "a line of the answer is too long"),
     ((urllib3.exceptions.DecodeError,), "the answer's content encoding cannot be decoded"),
     (
@@ -1334,120 +1367,14 @@ def _masked(value: Any, api_key: str) -> Any:
     return json.loads(pattern.sub("***", dumped)) if pattern.search(dumped) else value
 
 
-# ---------------------------------------------------------------------------------------------
-# The form and the CLI.
-# ---------------------------------------------------------------------------------------------
-def windmill_schema() -> Dict[str, Any]:
-    """script.schema.json: the arguments' form, from ARG_FIELDS and main's signature."""
-    import inspect
+if __name__ == "__main__":  # a checkout's command line (script_cli.py); a Windmill job never runs this
+    import importlib.util
 
-    params = inspect.signature(main).parameters
-    properties = {}
-    for name, param in params.items():
-        prop = dict(ARG_FIELDS[name])
-        prop["default"] = None if param.default is inspect.Parameter.empty else param.default
-        properties[name] = dict(sorted(prop.items()))  # Windmill's CLI sorts each property's keys
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "type": "object",
-        "order": list(params),
-        "properties": properties,
-        "required": [n for n, p in params.items() if p.default is inspect.Parameter.empty],
-    }
-
-
-EXIT_INPUT, EXIT_API, EXIT_NO_ANSWER = 2, 3, 4
-CLI_KEY_FIX = "export TELNYX_API_KEY=KEY... (your Telnyx API key, from portal.telnyx.com > Account settings > Keys)."
-
-
-def cli(argv: List[str] | None = None) -> int:
-    """``python script.py CALL_CONTROL_ID --body JSON``; the key comes from TELNYX_API_KEY."""
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        prog="script.py",
-        description="Start streaming a live Telnyx call's audio to your WebSocket server.",
-        epilog=(
-            "The API key is read from TELNYX_API_KEY; TELNYX_BASE_URL overrides the API address. "
-            f"Exit codes: 0 ok, {EXIT_INPUT} bad input (nothing sent), {EXIT_API} Telnyx answered "
-            f"with an error, {EXIT_NO_ANSWER} no answer. Example: TELNYX_API_KEY=KEY... python "
-            'script.py v3:abc --body \'{"stream_url": "wss://example.com/media"}\''
-        ),
-    )
-    parser.add_argument("call_control_id", nargs="?", help="data.payload.call_control_id of call.answered")
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--body", help="the streaming_start body as JSON")
-    source.add_argument("--body-file", metavar="PATH", help="read the body from a JSON file ('-' for stdin)")
-    import inspect  # jsonschema imports it anyway: no extra start-up cost
-
-    default = {name: p.default for name, p in inspect.signature(main).parameters.items()}  # one source of defaults
-    timeout, deadline, retries = default["timeout_s"], default["deadline_s"], default["max_retries"]
-    parser.add_argument("--timeout", type=float, default=timeout, help=f"seconds per attempt (default {timeout:g})")
-    parser.add_argument(
-        "--deadline", type=float, default=deadline, help=f"seconds in all, retries included (default {deadline:g})"
-    )
-    parser.add_argument(
-        "--retries", type=int, default=retries, help=f"retries after a failed attempt (default {retries})"
-    )
-    parser.add_argument("--print-schema", action="store_true", help="print script.schema.json and exit")
-    args = parser.parse_args(argv)
-    if args.print_schema:
-        print(json.dumps(windmill_schema(), indent=2, ensure_ascii=False))
-        return 0
-    try:
-        if args.call_control_id is None:
-            raise TelnyxInputError(
-                "call_control_id is missing: python script.py CALL_CONTROL_ID --body JSON", "call_control_id"
-            )
-        key = _check_key(os.environ.get("TELNYX_API_KEY"), "TELNYX_API_KEY", CLI_KEY_FIX)
-        if args.call_control_id.strip() == key:
-            raise TelnyxInputError(
-                "The CALL_CONTROL_ID argument is your API key (not shown): the two look swapped. Pass the "
-                "call's call_control_id as the argument, and the key in TELNYX_API_KEY.",
-                "call_control_id",
-            )
-        body = _cli_body(args.body, args.body_file)
-        result = main(
-            {"apiKey": key},
-            args.call_control_id,
-            body,
-            timeout_s=args.timeout,
-            deadline_s=args.deadline,
-            max_retries=args.retries,
+    if importlib.util.find_spec("script_cli") is None:
+        sys.exit(
+            "This is the Windmill script alone: its command line (python script.py CALL_CONTROL_ID --body JSON) "
+            "is script_cli.py, in the project's checkout beside script.py. Run it from a clone of the project."
         )
-    except TelnyxInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_INPUT
-    except TelnyxAPIError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_API
-    except TelnyxConnectionError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_NO_ANSWER
-    print(json.dumps(result))
-    return 0
+    from script_cli import cli
 
-
-def _cli_body(text: str | None, path: str | None) -> Any:
-    if path is not None:
-        try:
-            text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()
-        except OSError as exc:
-            raise TelnyxInputError(f"--body-file: cannot read {path}: {exc.strerror}", "body") from None
-        except UnicodeDecodeError:
-            raise TelnyxInputError(f"--body-file: {path} is not UTF-8 text: save it as UTF-8 JSON.", "body") from None
-    if text is None:
-        return None
-    try:
-        return json.loads(text)
-    except RecursionError:
-        raise TelnyxInputError("body is nested too deep to be a streaming_start body.", "body") from None
-    except ValueError as exc:
-        raise TelnyxInputError(
-            f'body is not valid JSON ({exc}). Example: --body \'{{"stream_url": "wss://example.com/media"}}\'',
-            "body",
-        ) from None
-
-
-if __name__ == "__main__":
-    sys.exit(cli())
+    sys.exit(cli(script=sys.modules[__name__]))  # this module, already compiled: nothing is compiled twice

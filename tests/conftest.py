@@ -1,6 +1,9 @@
 """Fixtures: real servers on 127.0.0.1 only (the emulator, pytest-httpserver, the receiver).
 
-Nothing is patched: the script gets a base URL through TELNYX_BASE_URL, as users set it.
+The script gets a base URL through TELNYX_BASE_URL, as users set it; requests and urllib3 are never
+patched. One thing is: test_deadline's slow resolver wraps socket.getaddrinfo (no test may change the
+machine's resolver, and a lookup that hangs is what it must show). Tests use script.py's public names
+(its __all__); the few private parts a test truly needs are reached through ``internals`` below.
 """
 
 from __future__ import annotations
@@ -29,12 +32,13 @@ from stream_server import Receiver  # noqa: E402
 
 
 def pytest_report_header() -> str:
-    import jsonschema
+    from importlib.metadata import version  # jsonschema.__version__ is deprecated (a warning in the output)
+
     import requests
     import urllib3
 
-    return f"script.py runs on requests {requests.__version__}, urllib3 {urllib3.__version__}, jsonschema " + (
-        getattr(jsonschema, "__version__", None) or __import__("importlib.metadata").metadata.version("jsonschema")
+    return f"script.py runs on requests {requests.__version__}, urllib3 {urllib3.__version__}, jsonschema " + version(
+        "jsonschema"
     )
 
 
@@ -98,11 +102,62 @@ def sent_bodies(emu: Emulator) -> list[dict[str, Any]]:
     return [json.loads(r.body) for r in emu.backend.requests if r.path.startswith("/v2/")]
 
 
+class Internals:
+    """script.py's private parts that a test truly needs, reached here only; each says why no public
+    path serves."""
+
+    @staticmethod
+    def base_url() -> str:
+        """The API address main() would use: the default is api.telnyx.com, which no test may reach."""
+        return script._base_url()
+
+    @staticmethod
+    def drop_pooled_connections() -> None:
+        """Close the process's pool now: a server handler waiting on a kept-alive connection ends at once
+        (fresh_adapter puts the previous adapter back after the test)."""
+        script._adapter().close()
+        script._ADAPTER = None
+
+    @staticmethod
+    def without_interim_answer_hook(monkeypatch: pytest.MonkeyPatch) -> None:
+        """Plain http.client responses: what a new Python that renamed the hooked internals would give."""
+        import http.client
+
+        monkeypatch.setattr(script._HTTPConnection, "response_class", http.client.HTTPResponse)
+
+    @staticmethod
+    def mask_in_logs(key: str) -> None:
+        """The key as main() registers it for the urllib3 log filter (a log test has no call to make)."""
+        script._KEYS_SEEN.setdefault(key)
+
+    @staticmethod
+    def forget_validator(monkeypatch: pytest.MonkeyPatch) -> None:
+        """As in a fresh process: the validator is built on first use (cold-start cost)."""
+        monkeypatch.setattr(script, "_VALIDATOR", None)
+
+    @staticmethod
+    def validator() -> Any:
+        return script._VALIDATOR
+
+    @staticmethod
+    def classify(exc: BaseException, sent: bool) -> tuple:
+        """A failure no server or network here can produce (an exception of a type nothing raises today)."""
+        return tuple(script._classify(exc, sent))
+
+    @staticmethod
+    def masked(value: Any, api_key: str) -> Any:
+        """Masking a value no answer can hold (not JSON at all)."""
+        return script._masked(value, api_key)
+
+
+internals = Internals()
+
+
 @pytest.fixture
 def fresh_adapter(monkeypatch):
     """The process's adapter built anew for the test (so tests check how it is built), and closed
     after it with its pooled sockets; the adapter from before the test comes back."""
-    monkeypatch.setattr(script, "_ADAPTER", None)
+    monkeypatch.setattr(script, "_ADAPTER", None)  # a private part, as in Internals: only how the pool is built
     yield
     if script._ADAPTER is not None:
         script._ADAPTER.close()

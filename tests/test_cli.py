@@ -11,16 +11,16 @@ import sys
 
 import pytest
 from conftest import KEY, ROOT, URL
-from rawserver import silent
+from rawserver import answer, replying, silent
 
-import script
+import script_cli
 
 MODE = "process"
 
 
 @pytest.fixture(autouse=True, params=["process", "in-process"])
 def mode(request, monkeypatch):
-    """Every CLI test twice: `python script.py ...` as cron runs it, and script.cli(argv) in this
+    """Every CLI test twice: `python script.py ...` as cron runs it, and script_cli.cli(argv) in this
     process (the same code, where mutation testing can see which tests reach it)."""
     global MODE
     MODE = request.param
@@ -59,7 +59,7 @@ def in_process(argv, env, stdin):
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
-                code = script.cli(argv)
+                code = script_cli.cli(argv)
             except SystemExit as exit:  # argparse's own errors and --help
                 code = exit.code if isinstance(exit.code, int) else 2
     finally:
@@ -98,7 +98,7 @@ def test_body_file_and_stdin(emulator, tmp_path):
 )
 def test_input_errors_exit_2_and_send_nothing(emulator, args, message):
     done = run(*args, base=emulator.base_url)
-    assert done.returncode == script.EXIT_INPUT == 2
+    assert done.returncode == script_cli.EXIT_INPUT == 2
     assert message in done.stderr and done.stdout == ""
     assert emulator.backend.requests == []
 
@@ -113,7 +113,7 @@ def test_api_error_exit_3_with_the_original_text(emulator):
     call = emulator.create_call()
     emulator.backend.hangup(call)
     done = run(call, "--body", json.dumps({"stream_url": URL}), base=emulator.base_url)
-    assert done.returncode == script.EXIT_API == 3
+    assert done.returncode == script_cli.EXIT_API == 3
     assert done.stderr.startswith("error: 422 {") and "90018" in done.stderr
 
 
@@ -123,7 +123,7 @@ def test_no_answer_exit_4(emulator):
     done = run(
         call, "--body", json.dumps({"stream_url": URL}), "--timeout", "0.5", "--retries", "0", base=emulator.base_url
     )
-    assert done.returncode == script.EXIT_NO_ANSWER == 4
+    assert done.returncode == script_cli.EXIT_NO_ANSWER == 4
     assert "no answer in time" in done.stderr
 
 
@@ -193,7 +193,10 @@ def test_deadline_and_timeout_reach_main(serve):
     assert time.monotonic() - started < 2.5
 
 
-CLI_FIX = "export TELNYX_API_KEY=KEY... (your Telnyx API key, from portal.telnyx.com > Account settings > Keys)."
+CLI_FIX = (
+    "export TELNYX_API_KEY=KEY... in this shell (your Telnyx API key, from portal.telnyx.com > Account settings > "
+    "Keys)."
+)
 
 
 @pytest.mark.parametrize(
@@ -231,3 +234,55 @@ def test_a_body_that_streams_nothing_is_refused_before_sending(serve, body):
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr.startswith("error: body.stream_url is missing: with no stream_url and enable_dialogflow")
     assert server.connections == 0
+
+
+def test_a_refused_key_is_told_in_the_shells_words(emulator):
+    call = emulator.create_call()
+    done = run(
+        call, "--body", json.dumps({"stream_url": URL}), key="KEYwrong_0123456789abcdefXYZ", base=emulator.base_url
+    )
+    assert done.returncode == 3
+    assert "Authentication failed: TELNYX_API_KEY is wrong or revoked." in done.stderr
+    assert "export TELNYX_API_KEY=KEY... again" in done.stderr and "resource" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["v3:x", "--timeout", KEY],
+        ["v3:x", "--deadline", KEY],
+        ["v3:x", "--retries", KEY],
+        ["v3:x", "--body-file", KEY],
+        ["v3:x", "--body-file", f"/tmp/{KEY}/body.json"],
+        ["v3:x", KEY],
+    ],
+    ids=["timeout", "deadline", "retries", "body-file", "a path holding it", "an extra argument"],
+)
+def test_the_key_pasted_into_any_argument_is_never_echoed(args):
+    done = run(*args)  # run() asserts the key is in neither stdout nor stderr
+    assert done.returncode == 2 and done.stdout == ""
+    assert "not shown" in done.stderr, done.stderr
+
+
+def test_an_answer_holding_a_number_json_cannot_write_prints_json(serve):
+    body = b'{"data": {"result": "ok", "huge": 1e400}}'
+    server = serve(replying(answer(200, [("Content-Type", "application/json")], body)))
+    done = run("v3:x", "--body", json.dumps({"stream_url": URL}), base=server.base_url)
+    assert done.returncode == 0
+    assert json.loads(done.stdout, parse_constant=lambda name: pytest.fail(f"not JSON: {name}")) == {
+        "data": {"result": "ok", "huge": None}
+    }
+
+
+def test_the_exported_script_run_alone_says_where_its_command_line_is(tmp_path):
+    alone = tmp_path / "f" / "telnyx" / "streaming_start.py"
+    alone.parent.mkdir(parents=True)
+    alone.write_text((ROOT / "script.py").read_text())
+    done = subprocess.run(
+        [sys.executable, str(alone), "v3:x"], capture_output=True, text=True, cwd=tmp_path, timeout=60
+    )
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr == (
+        "This is the Windmill script alone: its command line (python script.py CALL_CONTROL_ID --body JSON) is "
+        "script_cli.py, in the project's checkout beside script.py. Run it from a clone of the project.\n"
+    )

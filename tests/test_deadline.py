@@ -18,12 +18,13 @@ import time
 import tracemalloc
 
 import pytest
-from conftest import AUTH, KEY, ROOT, URL, everything_said
+from conftest import AUTH, KEY, ROOT, URL, everything_said, internals
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rawserver import answer, read_request, replying
 
 import script
+import script_cli
 
 pytestmark = pytest.mark.usefixtures("fresh_adapter")
 OK = b'{"data":{"result":"ok"}}'
@@ -125,15 +126,14 @@ def test_interim_answers_are_skipped_and_each_call_reads_its_own_answer(serve, s
         result = script.main({"apiKey": KEY}, "v3:x", {"stream_url": URL, "command_id": command_id}, max_retries=0)
         assert result == {"data": {"answers": command_id}}
     assert server.connections == 1  # one pooled connection, reused, in step
-    script._adapter().close()  # the pooled connection closes, so the server's handler ends at once
-    script._ADAPTER = None  # (fresh_adapter puts the previous one back after the test)
+    internals.drop_pooled_connections()  # so the server's handler ends at once
     server.__exit__(None, None, None)
 
 
 def test_without_the_1xx_hook_a_1xx_is_refused_not_taken_as_the_answer(serve, monkeypatch):
     """If a new http.client stopped calling the hook (a renamed internal), calls still work, and an
     interim answer is refused as unusable and its connection dropped, never reused."""
-    monkeypatch.setattr(script._HTTPConnection, "response_class", http.client.HTTPResponse)
+    internals.without_interim_answer_hook(monkeypatch)
     server = serve(numbered_answers())
     assert script.main(AUTH, "v3:x", {"stream_url": URL, "command_id": "c"}, max_retries=0) == {
         "data": {"answers": "c"}
@@ -290,7 +290,7 @@ def test_another_tenants_key_in_an_answer_is_masked(serve):
 
 def test_a_key_in_a_log_record_of_urllib3_is_masked_at_any_level(caplog):
     caplog.set_level(logging.DEBUG)
-    script._KEYS_SEEN.setdefault(KEY)
+    internals.mask_in_logs(KEY)
     logging.getLogger("urllib3.connectionpool").debug("echo %s and %s", KEY, "KEYABCDEF0123_abcdefghijklmnopqrst")
     assert "echo *** and ***" in caplog.text and KEY not in caplog.text
 
@@ -359,9 +359,9 @@ def test_huge_bad_bodies_are_refused_in_bounded_time_and_memory(serve, name, bod
 def test_a_2xx_holding_nan_is_not_json_and_the_cli_prints_only_json(serve, capsys, monkeypatch):
     monkeypatch.setenv("TELNYX_API_KEY", KEY)
     server = serve(replying(answer(200, [], b'{"data": {"result": NaN}}')))
-    code = script.cli(["v3:x", "--body", json.dumps({"stream_url": URL}), "--retries", "0"])
+    code = script_cli.cli(["v3:x", "--body", json.dumps({"stream_url": URL}), "--retries", "0"])
     printed = capsys.readouterr()
-    assert code == script.EXIT_API and printed.out == ""
+    assert code == script_cli.EXIT_API and printed.out == ""
     assert printed.err.startswith('error: 200 {"data": {"result": NaN}}')
     assert server.connections == 1
 
@@ -404,7 +404,7 @@ def test_a_well_formed_chunked_answer_is_read_whole(serve):
 
 def test_a_logged_traceback_with_a_key_is_dropped_and_the_message_masked(caplog):
     caplog.set_level(logging.DEBUG)
-    script._KEYS_SEEN.setdefault(KEY)
+    internals.mask_in_logs(KEY)
     logger = logging.getLogger("urllib3.connectionpool")
     try:
         raise ValueError(f"header echo {KEY}")

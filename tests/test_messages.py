@@ -7,7 +7,7 @@ import json
 import socket
 
 import pytest
-from conftest import AUTH, URL
+from conftest import AUTH, URL, internals
 from rawserver import answer, replying, silent
 
 import script
@@ -550,13 +550,13 @@ def test_rtp_with_its_codec_and_rate_passes_as_given():
 
 
 def test_the_validator_is_built_on_first_use_and_kept(monkeypatch):
-    monkeypatch.setattr(script, "_VALIDATOR", None)  # as in a fresh process (a cold start)
+    internals.forget_validator(monkeypatch)  # as in a fresh process (a cold start)
     assert str(refusal({"stream_url": URL, "stream_track": "left"})).startswith(
         'body.stream_track is invalid, got \'left\': use one of "inbound_track", "outbound_track", "both_tracks".'
     )
-    built = script._VALIDATOR
+    built = internals.validator()
     assert built is not None
-    assert script.check_body({"stream_url": URL}) == {"stream_url": URL} and script._VALIDATOR is built
+    assert script.check_body({"stream_url": URL}) == {"stream_url": URL} and internals.validator() is built
 
 
 def test_a_pointer_keeps_its_capital_letters(serve):
@@ -575,11 +575,11 @@ def test_a_pointer_keeps_its_capital_letters(serve):
     ],
 )
 def test_an_unforeseen_failure_keeps_its_type_and_text_only(exc, sent, failure):
-    assert tuple(script._classify(exc, sent)) == failure
+    assert internals.classify(exc, sent) == failure
 
 
 def test_masking_a_value_json_cannot_carry_names_its_type():
-    assert script._masked({1j}, "KEY0123456789abcdef") == "'set'"
+    assert internals.masked({1j}, "KEY0123456789abcdef") == "'set'"
 
 
 def test_a_body_that_is_not_an_object_word_for_word():

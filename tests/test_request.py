@@ -7,7 +7,7 @@ import re
 import uuid
 
 import pytest
-from conftest import AUTH, KEY, URL, sent_bodies, start
+from conftest import AUTH, KEY, URL, internals, sent_bodies, start
 from werkzeug import Response
 
 import script
@@ -161,7 +161,7 @@ def test_base_url_trailing_slash_and_path(api, monkeypatch):
 
 def test_default_base_url_is_telnyx(monkeypatch):
     monkeypatch.delenv("TELNYX_BASE_URL", raising=False)
-    assert script._base_url() == "https://api.telnyx.com/v2"
+    assert internals.base_url() == "https://api.telnyx.com/v2"
 
 
 def test_netrc_cannot_replace_the_bearer_key(api, monkeypatch, tmp_path):

@@ -14,6 +14,7 @@ import pytest
 from conftest import KEY, ROOT, URL
 
 import script
+import script_cli
 
 SCHEMA = ROOT / "script.schema.json"
 WINDMILL = ROOT / "tests" / "windmill"
@@ -35,7 +36,7 @@ def infer(script_path: Path, schema_path: Path = SCHEMA) -> dict:
 
 
 def test_file_is_what_the_generator_writes():
-    generated = json.dumps(script.windmill_schema(), indent=2, ensure_ascii=False) + "\n"
+    generated = json.dumps(script_cli.windmill_schema(), indent=2, ensure_ascii=False) + "\n"
     assert SCHEMA.read_text() == generated, "script.schema.json is stale: run ./dev schema"
 
 
@@ -153,14 +154,21 @@ def test_script_imports_only_what_windmill_installs():
     import ast
 
     tree = ast.parse((ROOT / "script.py").read_text())
-    modules = {
-        (n.module if isinstance(n, ast.ImportFrom) else a.name).split(".")[0]
-        for n in ast.walk(tree)
-        if isinstance(n, (ast.Import, ast.ImportFrom))
-        for a in (n.names if isinstance(n, ast.Import) else [n])
-    }
+
+    def imported(nodes: list) -> set:
+        return {
+            (n.module if isinstance(n, ast.ImportFrom) else a.name).split(".")[0]
+            for node in nodes
+            for n in ast.walk(node)
+            if isinstance(n, (ast.Import, ast.ImportFrom))
+            for a in (n.names if isinstance(n, ast.Import) else [n])
+        }
+
+    command_line = [n for n in tree.body if isinstance(n, ast.If) and "__main__" in ast.unparse(n.test)]
+    job = [n for n in tree.body if n not in command_line]  # what a Windmill job runs
     mutation_run = {"mutmut"} if "MUTANT_UNDER_TEST" in os.environ else set()  # ./dev mutate's trampolines
-    assert modules - set(sys.stdlib_module_names) - mutation_run == {"requests", "urllib3", "jsonschema"}
+    assert imported(job) - set(sys.stdlib_module_names) - mutation_run == {"requests", "urllib3", "jsonschema"}
+    assert imported(command_line) - set(sys.stdlib_module_names) == {"script_cli"}  # only when run as a command
     header = (ROOT / "script.py").read_text().split("# ///")[1]
     for dependency in ("requests>=", "jsonschema>=", "urllib3>="):
         assert dependency in header

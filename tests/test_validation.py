@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import AUTH, KEY, URL
+from conftest import AUTH, KEY, URL, internals
 
 import script
 
@@ -251,7 +251,7 @@ def test_base_url_must_be_https_or_loopback(api, monkeypatch, base):
 )
 def test_base_url_allowed(monkeypatch, base):
     monkeypatch.setenv("TELNYX_BASE_URL", base)
-    assert script._base_url() == base
+    assert internals.base_url() == base
 
 
 def test_every_message_names_field_and_fix(api):
