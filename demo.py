@@ -23,11 +23,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import audio_codecs as audio
 from stream_server import Receiver, TalkBack
 
-from . import audio
-
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent
 BARGE_IN_S = 1.2  # the caller listens this long, then starts talking over the bot
 
 

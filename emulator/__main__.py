@@ -12,8 +12,9 @@ import signal
 import sys
 import threading
 
+from audio_codecs import SAMPLE_RATES
+
 from . import DEFAULT_API_KEY, Emulator
-from .audio import SAMPLE_RATES
 
 
 def main(argv: list[str] | None = None) -> int:

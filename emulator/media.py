@@ -26,7 +26,8 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
-from . import audio
+import audio_codecs as audio  # the codecs, shared with the example server
+
 from .models import Backend, Stream
 from .playback import Mark, Playback
 

@@ -1,7 +1,7 @@
-"""``python -m stream_server``: the example stream server on 127.0.0.1 (see __init__.py)."""
+"""``python -m stream_server``: the example stream server on 127.0.0.1 (stream_server/server.py)."""
 
 import sys
 
-from . import main
+from .server import main
 
 sys.exit(main())

@@ -26,7 +26,7 @@ from typing import Any, Callable
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from emulator import audio  # the codecs (G.711, L16, WAV), shared with the emulator
+import audio_codecs as audio  # the codecs (G.711, L16, WAV), shared with the emulator
 
 
 @dataclass

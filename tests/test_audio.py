@@ -8,7 +8,7 @@ from array import array
 
 import pytest
 
-from emulator import audio
+import audio_codecs as audio
 
 EVERY_SAMPLE = array("h", range(-32768, 32768))
 

@@ -24,7 +24,7 @@ from websockets.asyncio.server import serve
 from websockets.datastructures import Headers
 from websockets.http11 import Response
 
-from emulator import audio
+import audio_codecs as audio
 from emulator.media import OUTBOUND_NOTES
 from stream_server import Receiver
 
@@ -425,7 +425,7 @@ def test_python_m_emulator_interface(tmp_path, receiver):
 
 def test_demo_runs_end_to_end():
     done = subprocess.run(
-        [sys.executable, "-m", "emulator.demo", "--seconds", "1"], cwd=ROOT, capture_output=True, text=True, timeout=60
+        [sys.executable, "demo.py", "--seconds", "1"], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "result: OK" in done.stdout and "streaming.started" in done.stdout and "call.hangup" in done.stdout
