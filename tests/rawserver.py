@@ -108,6 +108,7 @@ class RawServer:
         self.errors: list[BaseException] = []  # what handlers raised, re-raised by __exit__
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._threads: list[threading.Thread] = []
+        self._conns: list[socket.socket] = []  # every accepted connection, cut at exit
         self._closed = threading.Event()
         self.port = self._listener.getsockname()[1]
         self.base_url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}/v2"
@@ -125,6 +126,11 @@ class RawServer:
         except OSError:
             pass
         self._listener.close()
+        for conn in list(self._conns):  # a handler waiting on a connection the client keeps pooled ends now
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         for thread in self._threads:
             thread.join(timeout=5)
         if self.errors and exc[0] is None:
@@ -137,6 +143,7 @@ class RawServer:
             except OSError:
                 return
             self.connections += 1
+            self._conns.append(conn)
             thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -146,6 +153,7 @@ class RawServer:
             try:
                 conn.settimeout(5)
                 conn = self.tls.wrap_socket(conn, server_side=True)
+                self._conns.append(conn)  # the plain socket was detached by the wrap
             except OSError:  # the client refused the certificate, or gave up
                 conn.close()
                 return
