@@ -51,6 +51,7 @@ from urllib3.util.response import assert_header_parsing
 
 __version__ = "1.2.0"
 __all__ = [  # what a Windmill job, a flow step importing f/telnyx/streaming_start, or script_cli.py uses
+    "ANSWER_FIELDS",
     "ARG_FIELDS",
     "BODY_FIELDS",
     "HINTS",
@@ -60,6 +61,8 @@ __all__ = [  # what a Windmill job, a flow step importing f/telnyx/streaming_sta
     "TelnyxConnectionError",
     "TelnyxError",
     "TelnyxInputError",
+    "answer",
+    "check_answer_body",
     "check_body",
     "check_key",
     "main",
@@ -97,14 +100,42 @@ def main(
     :raises TelnyxAPIError: Telnyx answered non-2xx; ``str()`` starts with ``"<status> <text>"``.
     :raises TelnyxConnectionError: no answer (connection failed, timeout, deadline).
     """
+    return _command("streaming_start", auth, call_control_id, body, timeout_s, deadline_s, max_retries)
+
+
+def answer(
+    auth: telnyx,
+    call_control_id: str,
+    body: Mapping[str, Any] | None = None,
+    timeout_s: float = 10.0,
+    deadline_s: float = 20.0,
+    max_retries: int = 2,
+) -> Any:
+    """Answer an incoming call (Telnyx's ``answer`` command) with main's checks, deadline, retries and
+    errors. ``body`` holds any of ANSWER_FIELDS; with ``stream_url`` the stream starts with the answer.
+    Windmill runs ``main``; the shipped flow's step imports this one (``from f.telnyx.streaming_start
+    import answer``)."""
+    return _command("answer", auth, call_control_id, body, timeout_s, deadline_s, max_retries)
+
+
+def _command(
+    action: str,
+    auth: Any,
+    call_control_id: Any,
+    body: Any,
+    timeout_s: Any,
+    deadline_s: Any,
+    max_retries: Any,
+) -> Any:
+    """POST ``/calls/{call_control_id}/actions/{action}``: every check first, then the request."""
     started = time.monotonic()
     api_key = _check_auth(auth)
     _KEYS_SEEN.setdefault(api_key)
     try:
         path_id = _check_call_control_id(call_control_id, api_key)
-        payload = check_body(body)
+        payload = check_body(body) if action == "streaming_start" else check_answer_body(body)
         _check_limits(timeout_s, deadline_s, max_retries)
-        url = f"{_base_url()}/calls/{path_id}/actions/streaming_start"
+        url = f"{_base_url()}/calls/{path_id}/actions/{action}"
         if max_retries > 0:  # a retried POST is only safe with one command_id: Telnyx drops repeats
             payload.setdefault("command_id", str(uuid.uuid4()))
         return _post_with_retries(url, payload, api_key, timeout_s, started + deadline_s, max_retries)
@@ -253,6 +284,20 @@ BODY_FIELDS: Dict[str, Dict[str, Any]] = {
     },
 }
 
+# The fields of Telnyx's `answer` this script sends: the stream fields answer takes (Telnyx's answer
+# spec: it has no stream_auth_token, custom_parameters, stream_bidirectional_sampling_rate nor Dialogflow
+# fields; a stream that needs them starts after the answer), the call's client_state and command_id.
+ANSWER_FIELDS = (
+    "stream_url",
+    "stream_track",
+    "stream_codec",
+    "stream_bidirectional_mode",
+    "stream_bidirectional_codec",
+    "stream_bidirectional_target_legs",
+    "client_state",
+    "command_id",
+)
+
 # Form and validator for main's other arguments; their defaults come from main's signature.
 ARG_FIELDS: Dict[str, Dict[str, Any]] = {
     "auth": {
@@ -391,12 +436,22 @@ STATUS_HINTS = {
 # Checks before sending. Each error names the field, what is wrong and the fix.
 # ---------------------------------------------------------------------------------------------
 def check_body(body: Mapping[str, Any] | None) -> Dict[str, Any]:
-    """Return the body to send, checked against the form.
+    """Return the streaming_start body to send, checked against the form.
 
     ``None`` is dropped at any depth (JSON.stringify drops undefined; a Python caller's "unset" is
     None); a top-level ``""``, ``[]`` or ``{}`` is what Windmill's run form sends for a field the
     user never touched, so it is "not set" too. Tuples become lists.
     """
+    return _checked(body, BODY_FIELDS, "streaming_start")
+
+
+def check_answer_body(body: Mapping[str, Any] | None) -> Dict[str, Any]:
+    """Return the answer body to send: ANSWER_FIELDS only, each checked as in check_body; a stream_url
+    is optional (without one, the call is answered and nothing streams yet)."""
+    return _checked(body, ANSWER_FIELDS, "answer")
+
+
+def _checked(body: Mapping[str, Any] | None, fields: Any, command: str) -> Dict[str, Any]:
     if body is None:
         body = {}
     if not isinstance(body, Mapping):
@@ -407,14 +462,14 @@ def check_body(body: Mapping[str, Any] | None) -> Dict[str, Any]:
         )
     payload = _without_blanks(_plain(body, "body", 0))
     for key in payload:
-        if key not in BODY_FIELDS:
-            raise TelnyxInputError(_unknown_key_message(key), f"body.{key}")
+        if key not in fields:
+            raise TelnyxInputError(_unknown_key_message(key, list(fields), command), f"body.{key}")
     _check_parameters(payload.get("custom_parameters"))  # before the schema, whose message would be vaguer
     first = itertools.islice(_validator().iter_errors(payload), 16)  # a body wrong everywhere: bounded
     errors = sorted(first, key=lambda e: list(e.absolute_path))
     if errors:
         raise TelnyxInputError(*_explain(errors[0]))
-    _check_rules(payload)
+    _check_rules(payload, needs_stream=command == "streaming_start")
     for key, spec in BODY_FIELDS.items():  # 16000.0 passes as an integer: send it as JSON.stringify does
         if spec["type"] == "integer" and isinstance(payload.get(key), float):
             payload[key] = int(payload[key])
@@ -481,10 +536,10 @@ def _items(mapping: Mapping[Any, Any], field: str) -> List[Any]:
         raise TelnyxInputError(f"{field} cannot be read as an object: pass a plain dict.", field) from None
 
 
-def _check_rules(payload: Dict[str, Any]) -> None:
-    """The protective rules the schema cannot say well (each is in the README, with its reason)."""
+def _check_rules(payload: Dict[str, Any], needs_stream: bool) -> None:
+    """The protective rules the schema cannot say well (each is in docs/, with its reason)."""
     url = payload.get("stream_url")
-    if url is None and payload.get("enable_dialogflow") is not True:
+    if needs_stream and url is None and payload.get("enable_dialogflow") is not True:
         raise TelnyxInputError(
             "body.stream_url is missing: with no stream_url and enable_dialogflow not true, Telnyx would "
             "accept the command and stream nothing, and the caller would hear silence. Set body.stream_url "
@@ -719,12 +774,14 @@ def _explain(error: Any) -> tuple:
     return f"{field} is invalid{got}: {fix}.", field
 
 
-def _unknown_key_message(key: str) -> str:
+def _unknown_key_message(key: str, fields: List[str], command: str) -> str:
     import difflib  # only on this error path: keeps it out of every cold start
 
-    close = difflib.get_close_matches(key, list(BODY_FIELDS), n=1, cutoff=0.6) if len(key) <= 64 else []
+    close = difflib.get_close_matches(key, fields, n=1, cutoff=0.6) if len(key) <= 64 else []
     hint = f"did you mean {close[0]!r}?" if close else "check the spelling."
-    return f"body has an unknown field {_show(key)}: {hint} Fields streaming_start accepts: {', '.join(BODY_FIELDS)}."
+    if command == "answer" and key in BODY_FIELDS:
+        hint = "answer does not take it: start the stream with streaming_start after call.answered."
+    return f"body has an unknown field {_show(key)}: {hint} Fields {command} accepts: {', '.join(fields)}."
 
 
 def _show(value: Any, limit: int = 80) -> str:

@@ -7,6 +7,9 @@ cold  one complete call in a fresh process (``python script.py ...``), against t
       runs; median wall time and median peak RSS of each process (os.wait4).
 warm  sequential calls in one process through ``script.main`` versus ``requests.Session().post``,
       interleaved in blocks; median and p99 per call.
+compile  what compiling script.py costs every cold Windmill job (Python caches no job's bytecode).
+silence  the webhook flow's designs (bench/silence.py): from Telnyx's first webhook of an incoming
+      call to the first media frame at the stream server, each flow step a cold job.
 
 The emulator runs in its own process (``python -m emulator --no-media``) so it never competes for
 this process's GIL. Results: a table on stdout and bench/results/latest.json.
@@ -35,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cold-runs", type=int, default=15, help="fresh processes per variant (default 15)")
     parser.add_argument("--warm-calls", type=int, default=1000, help="calls per variant in one process (default 1000)")
     parser.add_argument("--sdk-python", default=sys.executable, help="a Python that can import telnyx (the SDK)")
+    parser.add_argument("--silence-calls", type=int, default=3, help="calls per flow design (default 3; 0: skip)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
     args = parser.parse_args(argv)
 
@@ -54,7 +58,12 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
         "cold": cold,
         "warm": warm,
+        "compile": compile_time(),
     }
+    if args.silence_calls > 0:
+        from .silence import measure
+
+        results["silence"] = measure(args.silence_calls)
     report(results)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -177,6 +186,17 @@ def warm_calls(count: int, ready: dict[str, str]) -> dict[str, Any]:
     return out
 
 
+def compile_time() -> dict[str, Any]:
+    """Median milliseconds to compile script.py, as every cold job does."""
+    source = (ROOT / "script.py").read_text()
+    times = []
+    for _ in range(60):
+        began = time.perf_counter()
+        compile(source, "streaming_start.py", "exec")
+        times.append(time.perf_counter() - began)
+    return {"lines": len(source.splitlines()), "ms_median": round(statistics.median(times) * 1000, 2)}
+
+
 def report(results: dict[str, Any]) -> None:
     cold, warm = results["cold"], results["warm"]
     print(f"\ncold start: one call in a fresh process, median of {cold['runs']} interleaved runs")
@@ -192,6 +212,13 @@ def report(results: dict[str, Any]) -> None:
     print(f"  {'variant':22s} {'median ms':>10s} {'p99 ms':>8s} {'x bare':>8s}")
     for name, v in warm["variants"].items():
         print(f"  {name:22s} {v['median_ms']:10.3f} {v['p99_ms']:8.3f} {v['ratio_to_bare']:8.2f}")
+    compiled = results["compile"]
+    print(f"\ncompiling script.py ({compiled['lines']} lines), in every cold job: {compiled['ms_median']:.2f} ms")
+    if "silence" in results:
+        print("\nsilence: an incoming call's first webhook to its first media frame (cold jobs)")
+        print(f"  {'flow design':34s} {'median s':>9s} {'max s':>7s} {'jobs':>5s}")
+        for name, v in results["silence"].items():
+            print(f"  {name:34s} {v['silence_s_median']:9.3f} {v['silence_s_max']:7.3f} {v['jobs_before_media']:5d}")
 
 
 if __name__ == "__main__":

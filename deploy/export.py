@@ -12,7 +12,8 @@ layout `wmill sync pull` uses, windmill-cli 1.819):
   f/telnyx/streaming_start.script.lock     pinned requirements (deploy/streaming_start.script.lock)
   f/telnyx/start_stream_on_answer.flow/    the flow a Telnyx webhook runs (deploy/start_stream_on_answer.flow):
                                            flow.yaml (only when DIR has none or ours: your settings are kept),
-                                           check_event.py and check_event.lock (its first step)
+                                           on_call_event.py and on_call_event.lock (its one step, which
+                                           imports f/telnyx/streaming_start: push the script first)
 `wmill.yaml` is never written: the per-item push commands the README gives do not need one, and a
 synced folder's own settings stay as they are. When that wmill.yaml's `includes`/`excludes` would
 keep these files out of the user's own `wmill sync push`, the export says what to add.

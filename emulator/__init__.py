@@ -80,11 +80,13 @@ class Emulator:
         return self.backend.create_call(**options).call_control_id
 
     def ring(self, **options: Any) -> str:
-        """A new incoming call: call.initiated is sent to ``webhook_url``; ``answer`` it next."""
+        """A new call, ringing: call.initiated goes to ``webhook_url``. ``direction="incoming"`` (the
+        default) waits for your application's answer command; ``"outgoing"`` for ``pick_up``."""
         return self.backend.ring(**options).call_control_id
 
-    def answer(self, call_control_id: str) -> None:
-        self.backend.answer(call_control_id)
+    def pick_up(self, call_control_id: str) -> None:
+        """The callee of an outgoing call answers."""
+        self.backend.pick_up(call_control_id)
 
     def hangup(self, call_control_id: str) -> None:
         self.backend.hangup(call_control_id)

@@ -20,7 +20,8 @@ class AdminRoutes:
 
     ADMIN_ROUTES: ClassVar[list[tuple[str, re.Pattern, str]]] = [
         ("POST", re.compile(r"^/_emulator/calls$"), "admin_create_call"),
-        ("POST", re.compile(r"^/_emulator/calls/([^/]+)/answer$"), "admin_answer"),
+        ("POST", re.compile(r"^/_emulator/calls/([^/]+)/pickup$"), "admin_pickup"),
+        ("GET", re.compile(r"^/favicon\.ico$"), "admin_icon"),
         ("POST", re.compile(r"^/_emulator/calls/([^/]+)/hangup$"), "admin_hangup"),
         ("GET", re.compile(r"^/_emulator/state$"), "admin_state"),
         ("GET", re.compile(r"^/_emulator/ui$"), "admin_ui"),
@@ -36,19 +37,36 @@ class AdminRoutes:
         return self.server.backend
 
     def admin_create_call(self, body: Any) -> dict:
-        options = body or {}
-        known = {"codec", "audio", "webhook_url", "duration_s", "state"}
+        """A new call. With ``direction``: ``incoming`` rings (call.initiated, parked) until your
+        application answers it, or rings out after ``ring_timeout_s``; ``outgoing`` is answered by the
+        callee (``POST /_emulator/calls/{id}/pickup``, or ``pickup_after_s``). Without: a call already
+        answered, ready to stream (for the command line and the demo)."""
+        options = dict(body or {})
+        known = {
+            "codec",
+            "audio",
+            "webhook_url",
+            "duration_s",
+            "state",
+            "direction",
+            "ring_timeout_s",
+            "pickup_after_s",
+        }
         unknown = set(options) - known
         if unknown:
             raise InvalidBody(f"unknown option(s) {sorted(unknown)}; known: {sorted(known)}")
         if options.get("codec", "PCMU") not in audio.SAMPLE_RATES:
             raise InvalidBody(f"codec must be one of {sorted(audio.SAMPLE_RATES)}", "/codec")
+        if options.pop("state", None) == "ringing":  # the older spelling of an incoming call
+            options.setdefault("direction", "incoming")
         backend = self.backend
-        if options.get("state") == "ringing":  # an incoming call: call.initiated, then answer it
-            call = backend.ring(**{k: v for k, v in options.items() if k != "state"})
+        if "direction" in options:
+            call = backend.ring(**options)
         else:
-            call = backend.create_call(**options)
-        backend.say(f"call {call.call_control_id} created ({call.state})")
+            call = backend.create_call(
+                **{k: v for k, v in options.items() if k not in ("ring_timeout_s", "pickup_after_s")}
+            )
+        backend.say(f"call {call.call_control_id} created ({call.direction}, {call.state})")
         return {"call_control_id": call.call_control_id}
 
     def admin_hangup(self, call_id: str, body: Any) -> dict:
@@ -78,9 +96,12 @@ class AdminRoutes:
     def admin_ui(self, body: Any) -> bytes:
         return (Path(__file__).parent / "ui.html").read_bytes()
 
-    def admin_answer(self, call_id: str, body: Any) -> dict:
-        self.backend.answer(call_id)
-        return {"call_control_id": call_id, "state": "answered"}
+    def admin_pickup(self, call_id: str, body: Any) -> dict:
+        """The callee of an outgoing call answers (an incoming call is answered by Telnyx's answer command)."""
+        return {"call_control_id": call_id, "state": self.backend.pick_up(call_id).state}
+
+    def admin_icon(self, body: Any) -> bytes:
+        return ICON
 
     def admin_call(self, call_id: str, body: Any) -> dict:
         return self.backend.call(call_id).summary()
@@ -122,3 +143,10 @@ class AdminRoutes:
         buffer = io.BytesIO()
         audio.write_wav(buffer, stream.played, stream.played_rate)
         return buffer.getvalue()
+
+
+# The page's icon (a 1x1 PNG): a browser asks for /favicon.ico on every page it opens
+ICON = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c63f8cff09f0100050201fe2a8a1c5e0000000049454e44ae426082"
+)

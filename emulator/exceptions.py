@@ -1,6 +1,6 @@
 """Telnyx API errors as the emulator answers them: one class per error, with its status and code.
 
-Codes and titles follow what we know of Telnyx (../shared/reference/streaming-start-api.md). Where
+Codes and titles follow what we know of Telnyx (tests/reference/README.md names the sources). Where
 the real HTTP status is NOT verified (90015, 90034, 10011, invalid body) the emulator answers 422
 or 429 as documented there; the script does not depend on those statuses.
 """
@@ -41,6 +41,17 @@ class CallEnded(APIError):
 
 class CallNotAnswered(APIError):
     status, code, title = 422, "90034", "Call not answered yet"
+
+
+class CallAlreadyAnswered(APIError):
+    # NOT verified: the status and code Telnyx gives an answer command on a call already answered (the
+    # emulator's generic 422 and code); the shipped flow never depends on them.
+    title = "Call has already been answered"
+
+
+class NotAnswerable(APIError):
+    # NOT verified, as above: answering an outgoing call (its callee answers it)
+    title = "Call cannot be answered"
 
 
 class MediaStreamingUsed(APIError):

@@ -18,7 +18,15 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from .exceptions import CallEnded, CallNotAnswered, CallNotFound, InvalidBody, MediaStreamingUsed
+from .exceptions import (
+    CallAlreadyAnswered,
+    CallEnded,
+    CallNotAnswered,
+    CallNotFound,
+    InvalidBody,
+    MediaStreamingUsed,
+    NotAnswerable,
+)
 
 # Telnyx's view of the body (what the real API checks, as far as we know): enums and limits.
 ENUMS: dict[str, tuple] = {
@@ -30,6 +38,40 @@ ENUMS: dict[str, tuple] = {
     "stream_bidirectional_target_legs": ("both", "self", "opposite"),
 }
 STRINGS = ("stream_url", "stream_auth_token", "client_state", "command_id")
+# answer's body (Telnyx's answer spec): its stream fields start a stream with the answer; the others are
+# accepted and not acted out by the emulator
+ANSWER_STREAM_FIELDS = (
+    "stream_url",
+    "stream_track",
+    "stream_codec",
+    "stream_bidirectional_mode",
+    "stream_bidirectional_codec",
+    "stream_bidirectional_target_legs",
+)
+ANSWER_FIELDS = frozenset(ANSWER_STREAM_FIELDS) | {
+    "client_state",
+    "command_id",
+    "billing_group_id",
+    "custom_headers",
+    "preferred_codecs",
+    "record",
+    "record_channels",
+    "record_format",
+    "record_max_length",
+    "record_timeout_secs",
+    "record_track",
+    "record_trim",
+    "record_custom_file_name",
+    "send_silence_when_idle",
+    "sip_headers",
+    "sound_modifications",
+    "transcription",
+    "transcription_config",
+    "webhook_url",
+    "webhook_url_method",
+}
+COMMAND_ID_WINDOW_S = 60.0  # Telnyx: "Commands with duplicate command_ids within 60 seconds will be ignored"
+RING_TIMEOUT_S = 30.0  # an incoming call nobody answers ends then (call.hangup, cause timeout)
 BOOLEANS = ("enable_dialogflow",)
 OBJECTS = ("custom_parameters", "dialogflow_config")
 FIELDS = frozenset(ENUMS) | frozenset(STRINGS) | frozenset(BOOLEANS) | frozenset(OBJECTS)
@@ -112,7 +154,8 @@ class Stream:
         }
 
 
-CALL_STATES = {"call.initiated": "parked", "call.answered": "answered", "call.hangup": "hangup"}
+# payload.state per event; call.initiated: "parked" (incoming, until answered) or "bridging" (outgoing)
+CALL_STATES = {"call.answered": "answered", "call.hangup": "hangup"}
 
 
 @dataclass
@@ -123,9 +166,12 @@ class Call:
     webhook_url: str | None = None
     duration_s: float | None = None  # how long the caller talks once streaming starts
     state: str = "answered"  # ringing, answered, ended
+    direction: str = "incoming"  # incoming: answered by the application's answer; outgoing: by the callee
+    client_state: str | None = None  # the last command's client_state, carried in every later webhook
+    ended_why: str = ""  # for the page: who or what ended the call
     call_leg_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     call_session_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    command_ids: set[str] = field(default_factory=set)
+    command_ids: dict[str, float] = field(default_factory=dict)  # command_id -> when it was first seen
     commands: int = 0
     streams: list[Stream] = field(default_factory=list)
 
@@ -137,6 +183,8 @@ class Call:
         return {
             "call_control_id": self.call_control_id,
             "state": self.state,
+            "direction": self.direction,
+            "ended_why": self.ended_why,
             "codec": self.codec,
             "commands": self.commands,
             "streams_started": self.streams_started,
@@ -186,28 +234,62 @@ class Backend:
             raise CallNotFound(f"No call with call_control_id {call_id!r}.")
         return call
 
-    def ring(self, **options: Any) -> Call:
-        """A new incoming call, ringing: call.initiated goes to its webhook URL."""
-        call = self.create_call(state="ringing", **options)
+    def ring(
+        self,
+        direction: str = "incoming",
+        ring_timeout_s: float = RING_TIMEOUT_S,
+        pickup_after_s: float | None = None,
+        **options: Any,
+    ) -> Call:
+        """A new call, ringing; call.initiated goes to its webhook URL. An incoming call is parked until
+        the application's ``answer`` command (Telnyx's API), and ends with call.hangup (cause timeout)
+        when none comes within ``ring_timeout_s``. An outgoing call (dialled by the application) is
+        answered by the callee: ``pick_up``, or by itself after ``pickup_after_s``."""
+        if direction not in ("incoming", "outgoing"):
+            raise InvalidBody("direction must be incoming or outgoing", "/direction")
+        call = self.create_call(state="ringing", direction=direction, **options)
         self.emit(call, "call.initiated")
+        later = (ring_timeout_s, self._ring_out) if direction == "incoming" else (pickup_after_s, self.pick_up)
+        if later[0] is not None:
+            timer = threading.Timer(later[0], later[1], args=(call.call_control_id,))
+            timer.daemon = True
+            timer.start()
         return call
 
-    def answer(self, call_id: str) -> Call:
-        """The call is answered: call.answered goes to its webhook URL (streams may start from now on)."""
+    def pick_up(self, call_id: str) -> Call:
+        """The callee of an outgoing call answers: call.answered goes to its webhook URL."""
         call = self.call(call_id)
-        if call.state == "ended":
-            raise CallEnded("Call has already ended.")
         with self.lock:
+            if call.direction != "outgoing":
+                raise NotAnswerable(
+                    "An incoming call is answered by your application's answer command "
+                    f"(POST /v2/calls/{call_id}/actions/answer), not by the emulator."
+                )
+            if call.state != "ringing":
+                return call  # already answered or ended: the callee's phone has stopped ringing
             call.state = "answered"
         self.emit(call, "call.answered")
         return call
 
-    def hangup(self, call_id: str) -> Call:
-        call = self.live_call(call_id)
+    def _ring_out(self, call_id: str) -> None:
+        call = self.call(call_id)
         with self.lock:
-            call.state = "ended"
+            if call.state != "ringing":
+                return
+            call.state, call.ended_why = "ended", "nobody answered it: it rang out (call.hangup, cause timeout)"
+        self.say(f"call {call_id}: nobody answered, it rang out")
+        self.emit(call, "call.hangup", hangup_cause="timeout", hangup_source="unknown")
+
+    def hangup(self, call_id: str, by: str = "caller") -> Call:
+        call = self.call(call_id)
+        with self.lock:
+            if call.state == "ended":
+                raise CallEnded("Call has already ended.")
+            ringing = call.state == "ringing"
+            call.state, call.ended_why = "ended", f"hung up by the {by}" + (" while it rang" if ringing else "")
             streams = list(call.streams)
-        self.emit(call, "call.hangup", hangup_cause="normal_clearing", hangup_source="caller")
+        cause = "originator_cancel" if ringing else "normal_clearing"
+        self.emit(call, "call.hangup", hangup_cause=cause, hangup_source=by)
         for stream in streams:
             self._stop(stream)
         return call
@@ -221,14 +303,51 @@ class Backend:
         return call
 
     # -- commands --------------------------------------------------------------------------
+    def _repeated(self, call: Call, body: dict[str, Any]) -> bool:
+        """True when the body's command_id was seen on this call within the last 60 s (Telnyx ignores
+        it); otherwise it is remembered from now. Call with the lock held."""
+        command_id = body.get("command_id")
+        if command_id is None:
+            return False
+        now = time.monotonic()
+        first = call.command_ids.get(command_id)
+        if first is not None and now - first < COMMAND_ID_WINDOW_S:
+            return True
+        call.command_ids[command_id] = now
+        return False
+
+    def answer(self, call_id: str, body: Any) -> Stream | None:
+        """Telnyx's answer: an incoming, ringing call is answered (call.answered), its client_state kept
+        for later webhooks, and with stream_url its stream starts at once. A repeated command_id (60 s)
+        is ignored."""
+        call = self.call(call_id)
+        check_answer_body(body)
+        with self.lock:
+            call.commands += 1
+            if call.state == "ended":
+                raise CallEnded("Call has already ended.")
+            if self._repeated(call, body):
+                return None
+            if call.direction != "incoming":
+                raise NotAnswerable("An outgoing call is answered by the callee, not by the answer command.")
+            if call.state != "ringing":
+                raise CallAlreadyAnswered("The call has already been answered.")
+            call.state = "answered"
+            if body.get("client_state") is not None:
+                call.client_state = body["client_state"]
+        self.emit(call, "call.answered")
+        if body.get("stream_url") is None:
+            return None
+        params = {k: body[k] for k in (*ANSWER_STREAM_FIELDS, "client_state") if body.get(k) is not None}
+        return self._start_stream(call, params)
+
     def streaming_start(self, call_id: str, body: Any) -> Stream | None:
-        """Start a stream; None when the command_id was seen before on this call (ignored)."""
+        """Start a stream; None when the command_id was seen on this call in the last 60 s (ignored)."""
         call = self.live_call(call_id)
         check_body(body)
         with self.lock:
             call.commands += 1
-            command_id = body.get("command_id")
-            if command_id is not None and command_id in call.command_ids:
+            if self._repeated(call, body):
                 return None  # a repeat: Telnyx drops it silently
             running = [s.stream_id for s in call.streams if s.state in ("connecting", "streaming")]
             if running:
@@ -237,9 +356,13 @@ class Backend:
                     "already running on this call. Stop it with streaming_stop first, or repeat the first "
                     "start's command_id."
                 )
-            if command_id is not None:
-                call.command_ids.add(command_id)
-            stream = Stream(stream_id=str(uuid.uuid4()), call=call, params=dict(body))
+            if body.get("client_state") is not None:
+                call.client_state = body["client_state"]
+        return self._start_stream(call, dict(body))
+
+    def _start_stream(self, call: Call, params: dict[str, Any]) -> Stream:
+        stream = Stream(stream_id=str(uuid.uuid4()), call=call, params=params)
+        with self.lock:
             call.streams.append(stream)
         if self.media is not None:
             self.media.start(stream)
@@ -292,19 +415,31 @@ class Backend:
             "call_leg_id": call.call_leg_id,
             "call_session_id": call.call_session_id,
             "connection_id": "emulator",
-            "client_state": stream.params.get("client_state") if stream else None,
+            "client_state": (stream.params.get("client_state") if stream else None) or call.client_state,
         }
         if event_type.startswith("call."):
+            caller, callee = "+13125550100", "+13125550199"
+            parked = "parked" if call.direction == "incoming" else "bridging"
             payload.update(
                 {
-                    "from": "+13125550100",
-                    "to": "+13125550199",
-                    "direction": "incoming",
-                    "state": CALL_STATES[event_type],
+                    "from": caller if call.direction == "incoming" else callee,
+                    "to": callee if call.direction == "incoming" else caller,
+                    "direction": call.direction,
+                    "state": CALL_STATES.get(event_type, parked),
                 }
             )
         payload.update(extra)
         return self.webhooks.send(call.webhook_url, event_type, payload)
+
+
+def check_answer_body(body: Any) -> None:
+    """422 for what Telnyx would refuse in an answer: unknown fields, and the stream fields as in check_body."""
+    if not isinstance(body, dict):
+        raise InvalidBody("The request body must be a JSON object.")
+    for key in body:
+        if key not in ANSWER_FIELDS:
+            raise InvalidBody(f"Unknown parameter {key}.", f"/{key}")
+    check_body({k: v for k, v in body.items() if k in FIELDS})
 
 
 def check_body(body: Any) -> None:

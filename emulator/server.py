@@ -43,6 +43,7 @@ class Handler(AdminRoutes, BaseHTTPRequestHandler):
     # Routes: (method, pattern over the raw path) -> handler. Segments are percent-decoded after
     # matching, so an encoded "/" inside an id stays inside the id.
     ROUTES: ClassVar[list[tuple[str, re.Pattern, str]]] = [
+        ("POST", re.compile(r"^/v2/calls/([^/]+)/actions/answer$"), "answer"),
         ("POST", re.compile(r"^/v2/calls/([^/]+)/actions/streaming_start$"), "streaming_start"),
         ("POST", re.compile(r"^/v2/calls/([^/]+)/actions/streaming_stop$"), "streaming_stop"),
         ("POST", re.compile(r"^/v2/calls/([^/]+)/actions/hangup$"), "hangup"),
@@ -91,6 +92,7 @@ class Handler(AdminRoutes, BaseHTTPRequestHandler):
             return self._error(result)
         if isinstance(result, bytes):
             ctype = "text/html; charset=utf-8" if result.startswith(b"<!doctype html>") else "audio/wav"
+            ctype = "image/png" if result.startswith(b"\x89PNG") else ctype
             return self._send(200, result, ctype)
         return self._send(200, json.dumps(result).encode())
 
@@ -138,6 +140,10 @@ class Handler(AdminRoutes, BaseHTTPRequestHandler):
             self.close_connection = True  # the client gave up (timeout): nothing to answer
 
     # -- Telnyx's routes -------------------------------------------------------------------
+    def answer(self, call_id: str, body: Any) -> dict:
+        self.server.backend.answer(call_id, {} if body is None else body)
+        return {"data": {"result": "ok"}}
+
     def streaming_start(self, call_id: str, body: Any) -> dict:
         self.server.backend.streaming_start(call_id, {} if body is None else body)
         return {"data": {"result": "ok"}}

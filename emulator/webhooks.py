@@ -67,6 +67,17 @@ class Sender:
             self._pool.submit(self._post, again["meta"]["delivered_to"], again)
         return again
 
+    def wait_event(self, call_control_id: str, event_type: str, timeout: float = 10.0) -> dict[str, Any]:
+        """Wait until the call's ``event_type`` has been sent; return its payload (tests)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [e for e in self.events(call_control_id) if e["data"]["event_type"] == event_type]
+            if found:
+                return found[0]["data"]["payload"]
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no {event_type} for {call_control_id} in {timeout} s")
+            time.sleep(0.01)
+
     def events(self, call_control_id: str | None = None) -> list[dict[str, Any]]:
         with self._lock:
             return [e for e in self.sent if call_control_id in (None, e["data"]["payload"]["call_control_id"])]

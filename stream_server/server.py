@@ -198,6 +198,31 @@ class Receiver:
                 self._changed.wait(left)
         return [r for r in self.reports if r.done]
 
+    def wait_media(self, frames: int = 1, timeout: float = 30.0, call_control_id: str | None = None) -> StreamReport:
+        """Wait until one stream (of that call) has delivered ``frames`` media frames (any track); return
+        its report."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                ready = [
+                    r
+                    for r in self.reports
+                    if sum(len(a) for a in r.arrivals.values()) >= frames
+                    and call_control_id in (None, r.start.get("call_control_id"))
+                ]
+                if ready:
+                    return ready[0]
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"no stream delivered {frames} media frames in {timeout} s")
+                self._changed.wait(left)
+
+    @property
+    def first_media_at(self) -> float | None:
+        """time.monotonic() of the first media frame any stream delivered, or None."""
+        firsts = [a[0] for r in self.reports for a in r.arrivals.values() if a]
+        return min(firsts) if firsts else None
+
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
 
@@ -218,6 +243,9 @@ class Receiver:
             async for message in ws:
                 frame = json.loads(message)
                 self._check(report, frame)
+                if frame.get("event") == "media":  # wait_media() waits for this
+                    with self._changed:
+                        self._changed.notify_all()
                 if self.on_frame is not None:
                     await self.on_frame(report, frame, ws)
         except (ConnectionClosed, ValueError) as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -27,7 +28,19 @@ def test_readme_documents_every_field():
 def test_benchmark_runs(tmp_path):
     out = tmp_path / "bench.json"
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--cold-runs", "1", "--warm-calls", "20", "--out", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--cold-runs",
+            "1",
+            "--warm-calls",
+            "20",
+            "--silence-calls",
+            "1",
+            "--out",
+            str(out),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -35,3 +48,6 @@ def test_benchmark_runs(tmp_path):
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "cold start" in done.stdout and out.exists()
+    silence = json.loads(out.read_text())["silence"]
+    assert silence["answer+stream, 1 step (shipped)"]["jobs_before_media"] == 1
+    assert silence["answer, then start, 2 steps"]["jobs_before_media"] == 4

@@ -99,11 +99,11 @@ def test_a_new_workspace_gets_the_folder_the_resource_type_and_the_script(tmp_pa
     assert list(ws.flows) == [FLOW]
     flow = ws.flows[FLOW]
     assert flow["path"] == FLOW and flow["summary"].startswith("Telnyx")
-    step, start = flow["value"]["modules"]
+    (step,) = flow["value"]["modules"]  # one step: one job per webhook
     shipped = ROOT / "deploy" / "start_stream_on_answer.flow"
-    assert step["value"]["content"] == (shipped / "check_event.py").read_text()  # !inline resolved by the CLI
-    assert step["value"]["lock"] == (shipped / "check_event.lock").read_text()
-    assert start["value"] == {**start["value"], "type": "script", "path": "f/telnyx/streaming_start"}
+    assert step["value"]["content"] == (shipped / "on_call_event.py").read_text()  # !inline resolved by the CLI
+    assert step["value"]["lock"] == (shipped / "on_call_event.lock").read_text()
+    assert "from f.telnyx.streaming_start import" in step["value"]["content"]  # the deployed script, by path
 
 
 def crowded_workspace() -> Workspace:
@@ -194,9 +194,9 @@ def test_the_export_adds_only_its_files_and_says_what_wmill_yaml_lacks(tmp_path)
     assert written == [
         "f/mine/job.py",
         "f/telnyx/folder.meta.yaml",
-        "f/telnyx/start_stream_on_answer.flow/check_event.lock",
-        "f/telnyx/start_stream_on_answer.flow/check_event.py",
         "f/telnyx/start_stream_on_answer.flow/flow.yaml",
+        "f/telnyx/start_stream_on_answer.flow/on_call_event.lock",
+        "f/telnyx/start_stream_on_answer.flow/on_call_event.py",
         "f/telnyx/streaming_start.py",
         "f/telnyx/streaming_start.script.lock",
         "f/telnyx/streaming_start.script.yaml",

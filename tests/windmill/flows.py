@@ -10,8 +10,10 @@ files): how a webhook's request becomes the flow's input, then each module in or
   expression, see eval_expr.mjs); a ``rawscript`` or ``script`` module is a job (harness.Worker: the
   job wrapper, ``$res:``/``$var:`` resolved, null arguments with a default dropped). A failed job
   fails the flow with its error. After a successful module, ``stop_after_if.expr`` is evaluated with
-  ``result`` and ``flow_input``; when true the flow stops there: "skipped" with
-  ``skip_if_stopped``, else a success whose result is that module's.
+  ``result`` and ``flow_input``, as ``Boolean(<expr>)``; when true the flow stops there: "skipped"
+  with ``skip_if_stopped``, else a success whose result is that module's. An expression gets 20 s,
+  up to 3 tries (windmill-jseval). A step's relative import of a workspace script is fetched from
+  ``windmill`` (the stand-in) as a worker's loader does (harness.py).
 Only what the shipped flow uses is modelled: no loops, branches, retries or suspends.
 """
 
@@ -50,14 +52,20 @@ def evaluate(exprs: dict[str, str], context: dict[str, Any]) -> dict[str, Any]:
     """JavaScript expressions, evaluated together by Node as Windmill's worker evaluates them."""
     if not exprs:
         return {}
-    done = subprocess.run(
-        ["node", str(HERE / "eval_expr.mjs")],
-        input=json.dumps({"context": context, "exprs": exprs}),
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
+    for attempt in range(3):  # windmill-jseval: 20 s an evaluation, up to 3 tries
+        try:
+            done = subprocess.run(
+                ["node", str(HERE / "eval_expr.mjs")],
+                input=json.dumps({"context": context, "exprs": exprs}),
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=20,
+            )
+            break
+        except subprocess.TimeoutExpired:
+            if attempt == 2:
+                raise
     values = json.loads(done.stdout)
     for name, value in values.items():
         if isinstance(value, dict) and "__error__" in value:
@@ -89,6 +97,7 @@ class FlowRunner:
     resources: dict[str, Any] = field(default_factory=dict)
     variables: dict[str, str] = field(default_factory=dict)
     python: str = PYTHON
+    windmill: tuple[str, str] | None = None  # the stand-in's URL and a token: a step's relative imports
 
     def run(self, flow: dict[str, Any], flow_input: dict[str, Any]) -> FlowRun:
         run = FlowRun("success", None)
@@ -108,9 +117,8 @@ class FlowRunner:
             results[module["id"]] = previous = run.result = job.result
             stop = module.get("stop_after_if")
             if stop is not None:
-                stopped = evaluate({"stop": stop["expr"]}, {**context, "result": job.result})["stop"]
-                if not isinstance(stopped, bool):  # compute_bool_from_expr wants a boolean
-                    raise ValueError(f"stop_after_if of {module['id']} gave {stopped!r}, not a boolean")
+                # compute_bool_from_expr evaluates Boolean(<expr>): any value counts, by JavaScript's truth
+                stopped = evaluate({"stop": f"Boolean({stop['expr']})"}, {**context, "result": job.result})["stop"]
                 if stopped:
                     run.status = "skipped" if stop.get("skip_if_stopped") else "success"
                     return run
@@ -136,6 +144,7 @@ class FlowRunner:
             script=source,
             step_id=step_id,
             python=self.python,
+            windmill=self.windmill,
         )
         return worker.run(args)
 

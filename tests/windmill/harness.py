@@ -12,6 +12,11 @@ script.py the way a worker runs a Python job, in a process that has only the pac
   parser reports it), drops ``'<function call>'`` values, calls ``main(**args)`` and writes the
   result (``json.dumps(default=str)``, NaN/Infinity as null) or the error JSON (``message``,
   ``name``, ``stack``, ``extra`` = the exception's ``__dict__``, ``step_id``).
+- Relative imports (python_executor.rs, loader.py): when the script's text matches Windmill's
+  RELATIVE_IMPORT_REGEX (``import f.``, ``from u.``, ``from .x``...), the job folder gets a loader
+  module, imported first by the wrapper, that fetches an imported workspace script (``f.a.b`` ->
+  ``GET {BASE_INTERNAL_URL}/api/w/{WM_WORKSPACE}/scripts/raw/p/f/a/b.py`` with ``WM_TOKEN``) when it
+  is imported, writes it under the job folder's tmp/ and loads it from there.
 - `Worker.dedicated()`: a dedicated worker: one process, one JSON line of arguments per job on
   stdin, one ``wm_res[success]:...`` / ``wm_res[error]:...`` line per job on stdout (no ``extra``).
 
@@ -25,6 +30,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -57,7 +63,52 @@ def pythons() -> dict[str, str | None]:
     return found
 
 
+# Windmill's RELATIVE_IMPORT_REGEX (python_executor.rs): a script that matches gets the loader below
+RELATIVE_IMPORT = re.compile(r"(import|from)\s(((u|f)\.)|\.)")
+
+# Windmill's loader.py does this; written here in our own words.
+LOADER = """\
+import os, sys, urllib.request
+from importlib.abc import Loader, MetaPathFinder
+from importlib.machinery import ModuleSpec, SourceFileLoader
+
+
+class _Package(Loader):
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        module.__path__ = []
+
+
+class _WorkspaceScripts(MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        parts = name.split(".")
+        if parts[0] not in ("f", "u"):
+            return None
+        if len(parts) <= 2:
+            return ModuleSpec(name, _Package(), is_package=True)
+        url = "%s/api/w/%s/scripts/raw/p/%s.py" % (
+            os.environ.get("BASE_INTERNAL_URL"), os.environ.get("WM_WORKSPACE"), "/".join(parts))
+        request = urllib.request.Request(url, headers={"Authorization": "Bearer %s" % os.environ.get("WM_TOKEN")})
+        try:
+            with urllib.request.urlopen(request) as answer:
+                text = answer.read().decode("utf-8")
+        except Exception:  # as Windmill: an empty module, so the import fails naming the missing name
+            return ModuleSpec(name, _Package(), is_package=True)
+        folder = os.path.join(os.getcwd(), "tmp", *parts[:-1])
+        os.makedirs(folder, exist_ok=True)
+        file = os.path.join(folder, parts[-1] + ".py")
+        with open(file, "w") as f:
+            f.write(text)
+        return ModuleSpec(name, SourceFileLoader(name, file), origin=file)
+
+
+sys.meta_path.append(_WorkspaceScripts())
+"""
+
 WRAPPER = """\
+{import_loader}
 import json, math, os, sys, traceback
 from {module} import main
 
@@ -159,6 +210,7 @@ class Worker:
     script: Path = ROOT / "script.py"
     step_id: str | None = None
     python: str = PYTHON  # the interpreter the worker runs jobs on
+    windmill: tuple[str, str] | None = None  # Windmill's internal base URL and the job's token (relative imports)
 
     def __post_init__(self) -> None:
         self._defaulted = defaulted_arguments(self.script)
@@ -177,8 +229,16 @@ class Worker:
     def _job_folder(self, dedicated: bool) -> Path:
         folder = Path(tempfile.mkdtemp(prefix="windmill-job-"))
         shutil.copyfile(self.script, folder / f"{MODULE}.py")
+        relative = RELATIVE_IMPORT.search(self.script.read_text()) is not None
+        if relative:
+            (folder / "loader.py").write_text(LOADER)
         (folder / "wrapper.py").write_text(
-            WRAPPER.format(module=MODULE, defaulted=self._defaulted, dedicated=dedicated)
+            WRAPPER.format(
+                module=MODULE,
+                defaulted=self._defaulted,
+                dedicated=dedicated,
+                import_loader="import loader" if relative else "",
+            )
         )
         if "MUTANT_UNDER_TEST" in os.environ:  # ./dev mutate: mutmut reads its settings from the cwd
             shutil.copyfile(ROOT / "pyproject.toml", folder / "pyproject.toml")
@@ -188,12 +248,17 @@ class Worker:
         path = f"{self.site}{os.pathsep}{folder}"
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": path}
         if "MUTANT_UNDER_TEST" in os.environ:  # ./dev mutate: the mutated script imports mutmut; after the lock's
-            import mutmut  # packages, so those still win
+            import importlib  # packages, so those still win
 
-            env["PYTHONPATH"] = f"{path}{os.pathsep}{Path(mutmut.__file__).parent.parent}"
+            mutmut = importlib.import_module("mutmut")  # (only ./dev mutate installs it)
+
+            env["PYTHONPATH"] = f"{path}{os.pathsep}{Path(str(mutmut.__file__)).parent.parent}"
             env["MUTANT_UNDER_TEST"] = os.environ["MUTANT_UNDER_TEST"]
         if self.step_id:
             env["WM_FLOW_STEP_ID"] = self.step_id
+        if self.windmill is not None:
+            base, token = self.windmill
+            env.update(BASE_INTERNAL_URL=base.rstrip("/"), WM_TOKEN=token, WM_WORKSPACE="test")
         return {**env, **self.env}
 
     def _spawn(self, folder: Path, stdin: str | None = None) -> subprocess.CompletedProcess:

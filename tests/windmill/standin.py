@@ -128,6 +128,8 @@ class StandIn:
         rest = r.path[len(prefix) :]
         if r.method == "POST" and rest.startswith("jobs/run/f/"):
             return self._webhook(r, rest[len("jobs/run/f/") :])
+        if r.method == "GET" and rest.startswith("scripts/raw/p/") and rest.endswith(".py"):
+            return self._raw_script(r, rest[len("scripts/raw/p/") : -len(".py")])
         collections = {
             "folders/get/": ws.folders,
             "resources/type/get/": ws.resource_types,
@@ -186,6 +188,20 @@ class StandIn:
         self._threads.append(thread)
         thread.start()
         return 201, str(uuid.uuid4())
+
+    def _raw_script(self, r: Request, path: str) -> tuple[int, Any]:
+        """A script's code, as a job's relative import fetches it (scripts/raw/p/<path>.py, with the
+        job's token: backend/windmill-api/src/scripts.rs raw_script_by_path)."""
+        bearer = {k.lower(): v for k, v in r.headers.items()}.get("authorization", "")
+        if bearer.removeprefix("Bearer ") not in self.tokens:
+            return 401, "Unauthorized"
+        script = self.workspace.scripts.get(path)
+        return (200, script["content"]) if script is not None else (404, f"script not found at path {path}")
+
+    @property
+    def started(self) -> int:
+        """How many flow runs the webhook has started."""
+        return len(self._threads)
 
     def _run(self, flow: dict[str, Any], args: dict[str, Any]) -> None:
         assert self.runner is not None

@@ -1,19 +1,30 @@
 # /// script
 # requires-python = ">=3.10"
-# dependencies = ["cryptography>=42,<51"]
+# dependencies = [
+#   "cryptography>=42,<51",
+#   "requests>=2.32.4,<3",
+#   "urllib3>=2.6.0,<3",
+#   "jsonschema>=4.18,<5",
+# ]
 # ///
-"""Step 1 of the flow "start a stream on call.answered": check a Telnyx webhook, then decide.
+"""The flow "answer and stream every call": one step, one job, per Telnyx webhook.
 
 Telnyx POSTs every event of a call to the same URL. This step verifies the event's Ed25519 signature
 over ``telnyx-timestamp|raw body`` with your account's public key (refusing forged, altered, unsigned
-and replayed events), reads Telnyx's envelope, and returns ``start: true`` with the streaming_start
-arguments only for ``call.answered``. For any other event it returns ``start: false`` and why; the
-flow's early stop then ends the run as "skipped", a success, without calling Telnyx.
+and replayed events), reads Telnyx's envelope, then acts:
 
-Its inputs come from the webhook (``raw_string``, ``telnyx_signature_ed25519``, ``telnyx_timestamp``:
-the webhook URL must carry ``raw=true&include_header=telnyx-signature-ed25519,telnyx-timestamp``) and
-from the flow's settings (``public_key``, ``verify_signature``, ``stream_url``, ``stream_options``).
-Nothing here ever prints, returns or raises the public key or the signature.
+- ``call.initiated``, direction ``incoming``: the call is parked, ringing, until someone answers it.
+  The step answers it (Telnyx's ``answer``), and when every stream setting is one ``answer`` takes, the
+  stream starts WITH the answer: no second command, no second webhook round trip. ``client_state``
+  then marks the call, so the ``call.answered`` that follows starts nothing more.
+- ``call.answered`` without that mark (an outgoing leg the callee picked up, or a call answered
+  without the stream fields): the step starts the stream (``streaming_start``).
+- anything else: nothing to do (``streaming.failed`` says why the stream failed).
+
+Each command carries the event's ``data.id`` as ``command_id``: Telnyx ignores a repeat within 60 s,
+so an event delivered twice is one answer and one stream. Both commands go through the deployed
+script f/telnyx/streaming_start (its checks, its deadline, its retries with one command_id, its errors;
+the API key is never shown). Nothing here prints, returns or raises the public key or the signature.
 """
 
 from __future__ import annotations
@@ -24,8 +35,24 @@ import json
 import time
 from typing import Any
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+# The deployed script (script.py), fetched from the workspace when the job imports it (Windmill's loader)
+from f.telnyx.streaming_start import (  # type: ignore[import-not-found]
+    ANSWER_FIELDS,
+    TelnyxAPIError,
+    answer,
+    check_body,
+    telnyx,
+)
+from f.telnyx.streaming_start import main as streaming_start
+
 TOLERANCE_S = 300  # as Telnyx's official SDK: older (or further in the future) is a replay
 URL_OPTIONS = "raw=true&include_header=telnyx-signature-ed25519,telnyx-timestamp"
+# client_state of a call answered with its stream (base64, as Telnyx requires): its call.answered is done
+STREAMING_MARK = base64.b64encode(b'{"stream":"started with the answer"}').decode()
+CALL_ENDED = "90018"  # the caller hung up before the command arrived: nothing left to do
 
 
 class TelnyxWebhookError(ValueError):
@@ -37,6 +64,7 @@ class TelnyxWebhookError(ValueError):
 
 
 def main(
+    auth: telnyx,
     raw_string: str | None = None,
     telnyx_signature_ed25519: str | None = None,
     telnyx_timestamp: str | None = None,
@@ -44,8 +72,11 @@ def main(
     verify_signature: bool = True,
     stream_url: str = "",
     stream_options: dict | None = None,
+    answer_incoming: bool = True,
+    stream_outgoing: bool = True,
 ) -> dict:
-    """Return ``{"start": bool, "event_type", "event_id", "call_control_id", "body", "why"}``."""
+    """Return ``{"action", "event_type", "event_id", "call_control_id", "why", "telnyx"}``; ``action``
+    is ``answered_with_stream``, ``answered``, ``stream_started`` or ``none``."""
     if raw_string is None or raw_string == "":
         raise TelnyxWebhookError(
             "raw_string is missing: the webhook URL Telnyx posts to must end with "
@@ -54,39 +85,63 @@ def main(
         )
     if verify_signature:
         _verify(raw_string, telnyx_signature_ed25519, telnyx_timestamp, public_key, time.time())
-    event = _envelope(raw_string)
-    data = event["data"]
+    data = _envelope(raw_string)["data"]
     event_type, event_id, payload = data["event_type"], data["id"], data["payload"]
-    if event_type != "call.answered":
-        return {"start": False, "event_type": event_type, "event_id": event_id, "why": _why_not(event_type, payload)}
+    seen = {"event_type": event_type, "event_id": event_id}
     call_control_id = payload.get("call_control_id")
+    direction = payload.get("direction")
+    if event_type not in ("call.initiated", "call.answered"):
+        return {**seen, "action": "none", "why": _why_not(event_type, payload)}
     if not isinstance(call_control_id, str) or not call_control_id.strip():
         raise TelnyxWebhookError(
-            "data.payload.call_control_id is missing from this call.answered event: it cannot be streamed.",
+            f"data.payload.call_control_id is missing from this {event_type} event: the call cannot be controlled.",
             "envelope",
         )
-    options = dict(stream_options or {})
-    body = {**options, "stream_url": stream_url or options.get("stream_url"), "command_id": event_id}
-    return {
-        "start": True,
-        "event_type": event_type,
-        "event_id": event_id,
-        "call_control_id": call_control_id,
-        "body": {k: v for k, v in body.items() if v not in (None, "")},
-        "why": "call.answered: starting the stream (command_id = the event's data.id, so a redelivery is dropped)",
-    }
+    seen["call_control_id"] = call_control_id
+    stream = check_body(
+        {**(stream_options or {}), "stream_url": stream_url or (stream_options or {}).get("stream_url")}
+    )
+    if event_type == "call.initiated":
+        if direction != "incoming":
+            why = f"call.initiated ({direction}): the callee answers; the stream starts on call.answered."
+            return {**seen, "action": "none", "why": why}
+        if not answer_incoming:
+            return {**seen, "action": "none", "why": "call.initiated (incoming): answer_incoming is off."}
+        if set(stream) <= set(ANSWER_FIELDS):  # the stream starts with the answer: the least silence
+            body, action = {**stream, "client_state": STREAMING_MARK, "command_id": event_id}, "answered_with_stream"
+            why = "incoming call answered with its stream (one command; call.answered will start nothing more)"
+        else:
+            body, action = {"command_id": event_id}, "answered"
+            extra = ", ".join(sorted(set(stream) - set(ANSWER_FIELDS)))
+            why = f"incoming call answered; the stream starts on call.answered ({extra}: not taken by answer)"
+        return _send(seen, action, why, answer, auth, call_control_id, body)
+    if payload.get("client_state") == STREAMING_MARK:
+        return {**seen, "action": "none", "why": "call.answered: the stream started with the answer."}
+    if direction == "outgoing" and not stream_outgoing:
+        return {**seen, "action": "none", "why": "call.answered (outgoing): stream_outgoing is off."}
+    why = "call.answered: starting the stream (command_id = the event's data.id, so a redelivery is dropped)"
+    return _send(
+        seen, "stream_started", why, streaming_start, auth, call_control_id, {**stream, "command_id": event_id}
+    )
+
+
+def _send(seen: dict, action: str, why: str, command: Any, auth: Any, call_control_id: str, body: dict) -> dict:
+    try:
+        answered = command(auth, call_control_id, body)
+    except TelnyxAPIError as error:
+        if CALL_ENDED not in error.codes:
+            raise
+        return {**seen, "action": "none", "why": "the call ended before the command reached it: nothing to do."}
+    return {**seen, "action": action, "why": why, "telnyx": answered}
 
 
 def _verify(raw: str, signature: str | None, timestamp: str | None, public_key: str, now: float) -> None:
     """Telnyx's check: Ed25519 over ``timestamp|raw body``, a timestamp within 300 s of now."""
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
     if not (public_key or "").strip():
         raise TelnyxWebhookError(
             "public_key is not set: copy your Telnyx public key (portal.telnyx.com > Keys & Credentials > "
             "Public Key) into the flow's public_key setting, or set verify_signature to false (anyone who "
-            "knows the webhook URL could then start streams).",
+            "knows the webhook URL could then answer and stream your calls).",
             "public_key",
         )
     if not signature or not timestamp:
@@ -158,4 +213,4 @@ def _why_not(event_type: str, payload: dict[str, Any]) -> str:
         )
     if event_type.startswith("streaming."):
         return f"{event_type}: Telnyx reports on a stream; nothing to start."
-    return f"{event_type}: this flow starts a stream on call.answered only; nothing to do."
+    return f"{event_type}: this flow answers on call.initiated and streams on call.answered; nothing to do."
