@@ -3,7 +3,9 @@
 1. starts the emulator as users do (``python -m emulator``, reading its one JSON line),
 2. starts the example stream server (stream_server/), talking back as a voice bot does, and a
    webhook catcher,
-3. runs the real ``script.main`` over real HTTP, exactly as Windmill would after call.answered,
+3. runs the real ``script.main`` over real HTTP, exactly as Windmill would after call.answered (with
+   ``--incoming``: rings an incoming call and answers it with its stream, ``script.answer``, as the
+   shipped webhook flow does),
 4. shows the audio arriving, then a report: frames, seconds, codec, gaps, WAV files, webhooks, and
    the round trip: the bot's speech played into the call, its mark coming back, the caller cutting
    in (silent for BARGE_IN_S, then talking) and the bot's clear.
@@ -18,7 +20,6 @@ import subprocess
 import sys
 import threading
 import time
-from array import array
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -56,24 +57,32 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="./dev demo", description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=4.0, help="seconds the caller talks after listening")
     parser.add_argument("--codec", default="PCMU", choices=["PCMU", "PCMA", "L16"], help="stream_codec to ask for")
-    parser.add_argument("--out", default=str(ROOT / "out" / "demo"), help="where the WAV files go")
+    parser.add_argument("--out", default=str(ROOT / "out" / "demo"), help="where the WAV files go (this run's only)")
+    parser.add_argument(
+        "--incoming", action="store_true", help="ring an incoming call and answer it with its stream, as the flow does"
+    )
     args = parser.parse_args(argv)
+    if args.incoming and args.codec == "L16":
+        parser.error("--incoming talks back at 8 kHz (answer has no stream_bidirectional_sampling_rate): PCMU or PCMA")
 
     webhooks = _Webhooks()
     threading.Thread(target=webhooks.serve_forever, daemon=True).start()
     webhook_url = f"http://127.0.0.1:{webhooks.server_port}/telnyx-webhooks"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    caller = out / "caller.wav"  # silence, then the caller talks
+    for old in out.glob("*.wav"):  # only this run's files stay
+        old.unlink()
+    caller = out / "caller.wav"  # what the caller says once they stop listening (--listen)
     rate = audio.SAMPLE_RATES[args.codec]
-    audio.write_wav(caller, array("h", [0] * int(rate * BARGE_IN_S)) + audio.tones(rate, args.seconds), rate)
+    audio.write_wav(caller, audio.tones(rate, args.seconds), rate)
     emulator = subprocess.Popen(  # noqa: S603 - our own module, with our own arguments
         [
             sys.executable,
             "-m",
             "emulator",
             "--quiet",
-            *("--duration", str(BARGE_IN_S + args.seconds), "--webhook-url", webhook_url, "--codec", args.codec),
+            *("--duration", str(args.seconds), "--listen", str(BARGE_IN_S), "--webhook-url", webhook_url),
+            *("--codec", args.codec),
             *("--audio", str(caller), "--record-dir", str(out)),
         ],
         cwd=ROOT,
@@ -83,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ready = json.loads(emulator.stdout.readline())  # type: ignore[union-attr]
         print(f"emulator   {ready['base_url']}  (python -m emulator)")
+        print(f"page       {ready['ui_url']}  (open it now: it lives as long as the demo)")
         bot = TalkBack(seconds=3.0)
         with Receiver(args.out, on_frame=bot) as receiver:
             print(f"receiver   {receiver.url}  (python -m stream_server --talk)")
@@ -95,6 +105,12 @@ def main(argv: list[str] | None = None) -> int:
     if code != 0:
         problems.append(f"the emulator exited with {code}")
     print("\nresult: " + ("OK" if not problems else "PROBLEMS: " + "; ".join(problems)))
+    print(
+        "\nnext:\n"
+        "  ./dev demo --incoming          as the webhook flow does it: an incoming call answered with its stream\n"
+        "  .venv/bin/python -m emulator   your own emulator: open the ui_url it prints, make calls from its page\n"
+        "  README.md, 'The emulator and an example stream server': stream to your own server"
+    )
     return 1 if problems else 0
 
 
@@ -114,9 +130,19 @@ def _run(ready: dict[str, Any], receiver: Receiver, webhooks: _Webhooks, args: a
         "stream_bidirectional_codec": args.codec,
         "stream_bidirectional_sampling_rate": audio.SAMPLE_RATES[args.codec],
     }
-    print(f"\nmain(auth, {ready['call_control_id'][:16]}..., body={json.dumps(body)})")
-    began = time.monotonic()
-    result = script.main({"apiKey": ready["api_key"]}, ready["call_control_id"], body)
+    auth = script.telnyx(apiKey=ready["api_key"])
+    if args.incoming:  # as the webhook flow does: the stream starts with the answer
+        call = _ring(ready, webhooks, args)
+        body = {k: v for k, v in body.items() if k in script.ANSWER_FIELDS}
+        print(f"\nincoming call {call[:16]}... rings (call.initiated, parked): nobody else answers it")
+        print(f"answer(auth, {call[:16]}..., body={json.dumps(body)})")
+        began = time.monotonic()
+        result = script.answer(auth, call, body)
+        ready["call_control_id"] = call
+    else:
+        print(f"\nmain(auth, {ready['call_control_id'][:16]}..., body={json.dumps(body)})")
+        began = time.monotonic()
+        result = script.main(auth, ready["call_control_id"], body)
     took = (time.monotonic() - began) * 1000
     print(f"  -> {json.dumps(result)}   in {took:.0f} ms, command_id {result.command_id}")
 
@@ -135,7 +161,8 @@ def _run(ready: dict[str, Any], receiver: Receiver, webhooks: _Webhooks, args: a
     print(f"\r  audio flowing: done{' ' * 40}" if live else "  audio flowing: done")
     codec = f"codec {summary['codec']} @ {summary['sample_rate']} Hz"
     print(f"\nstream {summary['stream_id']}: {summary['frames']} frames, {codec}")
-    print(f"  auth token delivered: {report.token_header == body['stream_auth_token']}")
+    if body.get("stream_auth_token"):
+        print(f"  auth token delivered: {report.token_header == body['stream_auth_token']}")
     print(f"  custom_parameters in start: {report.start.get('custom_parameters')}")
     print(f"  out of order: {summary['out_of_order']}")
     for track, info in summary["tracks"].items():
@@ -146,11 +173,32 @@ def _run(ready: dict[str, Any], receiver: Receiver, webhooks: _Webhooks, args: a
     events = [e["data"]["event_type"] for e in webhooks.events]
     print(f"  webhooks: {', '.join(events)}")
     problems = list(summary["problems"])
-    if sorted(events) != ["call.hangup", "streaming.started", "streaming.stopped"]:  # the caller hung up
+    expected = ["call.hangup", "streaming.started", "streaming.stopped"]  # the caller hung up
+    expected += ["call.answered", "call.initiated"] if args.incoming else []
+    if sorted(events) != sorted(expected):
         problems.append(f"webhooks were {events}")
     if any(info["dropped"] for info in summary["tracks"].values()):
         problems.append("frames were dropped")
     return problems
+
+
+def _ring(ready: dict[str, Any], webhooks: _Webhooks, args: argparse.Namespace) -> str:
+    """An incoming call with the same caller (the emulator's admin route)."""
+    import urllib.request
+
+    origin = ready["base_url"].rsplit("/v2", 1)[0]
+    options = {
+        "direction": "incoming",
+        "codec": args.codec,
+        "audio": str(Path(args.out) / "caller.wav"),
+        "duration_s": args.seconds,
+        "listen_s": BARGE_IN_S,
+        "webhook_url": f"http://127.0.0.1:{webhooks.server_port}/telnyx-webhooks",
+    }
+    url = f"{origin}/_emulator/calls"
+    request = urllib.request.Request(url, data=json.dumps(options).encode(), method="POST")  # noqa: S310 - loopback
+    with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - the emulator on loopback
+        return str(json.loads(answer.read())["call_control_id"])
 
 
 def _round_trip(ready: dict[str, Any], bot: TalkBack, rate: int, out: Path) -> list[str]:

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     emulator = subprocess.Popen(
-        [sys.executable, "-m", "emulator", "--no-media"], cwd=ROOT, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-m", "emulator", "--no-media", "--quiet"], cwd=ROOT, stdout=subprocess.PIPE, text=True
     )
     try:
         ready = json.loads(emulator.stdout.readline())  # type: ignore[union-attr]

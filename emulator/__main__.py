@@ -22,13 +22,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default 0: any free port)")
     parser.add_argument("--api-key", default=DEFAULT_API_KEY, help=f"the key it accepts (default {DEFAULT_API_KEY})")
     parser.add_argument("--audio", metavar="FILE.wav", help="16-bit WAV the caller says (default: a tone sequence)")
-    parser.add_argument("--codec", default="PCMU", choices=sorted(SAMPLE_RATES), help="the call's codec")
-    parser.add_argument("--duration", type=float, help="seconds the caller talks once streaming starts")
-    parser.add_argument("--webhook-url", help="where to POST streaming.* webhooks for the first call")
+    parser.add_argument("--codec", default="PCMU", choices=sorted(SAMPLE_RATES), help="the call's codec (default PCMU)")
+    parser.add_argument(
+        "--duration", type=float, default=60.0, help="seconds the caller talks once streaming starts (default 60)"
+    )
+    parser.add_argument(
+        "--listen",
+        type=float,
+        default=1.5,
+        help="seconds the caller first listens, silent, so a bot's greeting plays before any barge-in (default 1.5)",
+    )
+    parser.add_argument("--webhook-url", help="where to POST the calls' webhooks (default: none are sent)")
     parser.add_argument("--fast", action="store_true", help="send media as fast as possible, not in real time")
     parser.add_argument("--no-media", action="store_true", help="Call Control only: never open a WebSocket")
     parser.add_argument("--record-dir", help="save the audio your server sends back, one WAV per stream")
     parser.add_argument("--calls", type=int, default=1, help="live calls ready to stream (default 1)")
+    parser.add_argument(
+        "--call-control-id", metavar="ID", help="the first call's call_control_id (default: a random v3:... id)"
+    )
     parser.add_argument("--quiet", action="store_true", help="print only the JSON line (no narration on stderr)")
     args = parser.parse_args(argv)
 
@@ -39,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         emulator.narrate(lambda line: print(line, file=sys.stderr, flush=True))
     emulator.start()
     options = {"codec": args.codec, "audio": args.audio, "webhook_url": args.webhook_url, "duration_s": args.duration}
-    call_ids = [emulator.create_call(**options) for _ in range(max(args.calls, 1))]
+    options["listen_s"] = args.listen
+    call_ids = [emulator.create_call(**options) for _ in range(max(args.calls, 1) - 1)]
+    call_ids.insert(0, emulator.create_call(call_control_id=args.call_control_id, **options))
     call_id = call_ids[0]
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

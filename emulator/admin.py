@@ -51,6 +51,7 @@ class AdminRoutes:
             "direction",
             "ring_timeout_s",
             "pickup_after_s",
+            "listen_s",
         }
         unknown = set(options) - known
         if unknown:
@@ -70,7 +71,7 @@ class AdminRoutes:
         return {"call_control_id": call.call_control_id}
 
     def admin_hangup(self, call_id: str, body: Any) -> dict:
-        self.backend.hangup(call_id)
+        self.backend.hangup(call_id, why="hung up from the emulator (the page, or /_emulator/calls/<id>/hangup)")
         return {"call_control_id": call_id, "state": "ended"}
 
     def admin_state(self, body: Any) -> dict:

@@ -1,7 +1,7 @@
 """Telnyx's side, the media stream: the emulator connects to ``stream_url`` as Telnyx does and streams real audio.
 
-Frames follow ../shared/reference/media-streaming-websocket.md: ``connected``, ``start``, ``media``
-every 20 ms per track (real time, or as fast as the socket takes them with ``fast``), ``stop``.
+Frames follow Telnyx's media streaming docs (developers.telnyx.com, "Media Streaming"): ``connected``,
+``start``, ``media`` every 20 ms per track (real time, or as fast as the socket takes them with ``fast``), ``stop``.
 With ``stream_bidirectional_mode`` set, the server's ``media`` / ``mark`` / ``clear`` frames are
 played back in real time; a bad frame gets Telnyx's ``error`` frame. Nothing the stream server
 does (refusing, closing early, not reading) can crash the emulator: it shows as streaming.failed.
@@ -172,7 +172,7 @@ class _Session:
         self._stopped()
         if finished:  # the caller stopped talking: hang up, as a real caller would
             with contextlib.suppress(Exception):
-                self.backend.hangup(self.call.call_control_id)
+                self.backend.hangup(self.call.call_control_id, by="caller", why="the caller's audio ended (--duration)")
 
     async def _stream(self, ws: ClientConnection, sources: dict[str, array]) -> bool:
         """Send connected, start and the media frames; True when the audio ran out (not stopped)."""
@@ -221,7 +221,9 @@ class _Session:
         if inbound is None:
             inbound = audio.tones(self.rate, cycle)
         outbound = audio.tones(self.rate, cycle, OUTBOUND_NOTES)
-        return {"inbound": _loop_to(inbound, total), "outbound": _loop_to(outbound, total)}
+        listening = array("h", [0] * int(call.listen_s * self.rate))  # the caller waits, silent, first
+        inbound = listening + _loop_to(inbound, total)
+        return {"inbound": inbound, "outbound": _loop_to(outbound, len(inbound))}
 
     def _start_info(self) -> dict[str, Any]:
         params, call = self.stream.params, self.call

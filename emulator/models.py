@@ -38,16 +38,15 @@ ENUMS: dict[str, tuple] = {
     "stream_bidirectional_target_legs": ("both", "self", "opposite"),
 }
 STRINGS = ("stream_url", "stream_auth_token", "client_state", "command_id")
-# answer's body (Telnyx's answer spec): its stream fields start a stream with the answer; the others are
-# accepted and not acted out by the emulator
-ANSWER_STREAM_FIELDS = (
-    "stream_url",
-    "stream_track",
-    "stream_codec",
-    "stream_bidirectional_mode",
-    "stream_bidirectional_codec",
-    "stream_bidirectional_target_legs",
-)
+COMMAND_ID_WINDOW_S = 60.0  # Telnyx: "Commands with duplicate command_ids within 60 seconds will be ignored"
+RING_TIMEOUT_S = 30.0  # an incoming call nobody answers ends then (call.hangup, cause timeout)
+BOOLEANS = ("enable_dialogflow",)
+OBJECTS = ("custom_parameters", "dialogflow_config")
+FIELDS = frozenset(ENUMS) | frozenset(STRINGS) | frozenset(BOOLEANS) | frozenset(OBJECTS)
+# answer's body (Telnyx's answer spec): streaming_start's stream fields but those it lacks start a
+# stream with the answer; its other fields are accepted and not acted out by the emulator
+NOT_IN_ANSWER = {"stream_bidirectional_sampling_rate", "stream_auth_token", "custom_parameters", "enable_dialogflow"}
+ANSWER_STREAM_FIELDS = sorted(f for f in FIELDS if f.startswith("stream_") and f not in NOT_IN_ANSWER)
 ANSWER_FIELDS = frozenset(ANSWER_STREAM_FIELDS) | {
     "client_state",
     "command_id",
@@ -70,11 +69,6 @@ ANSWER_FIELDS = frozenset(ANSWER_STREAM_FIELDS) | {
     "webhook_url",
     "webhook_url_method",
 }
-COMMAND_ID_WINDOW_S = 60.0  # Telnyx: "Commands with duplicate command_ids within 60 seconds will be ignored"
-RING_TIMEOUT_S = 30.0  # an incoming call nobody answers ends then (call.hangup, cause timeout)
-BOOLEANS = ("enable_dialogflow",)
-OBJECTS = ("custom_parameters", "dialogflow_config")
-FIELDS = frozenset(ENUMS) | frozenset(STRINGS) | frozenset(BOOLEANS) | frozenset(OBJECTS)
 
 
 @dataclass
@@ -165,6 +159,7 @@ class Call:
     audio: str | None = None  # WAV file the caller "says"; None: a generated tone sequence
     webhook_url: str | None = None
     duration_s: float | None = None  # how long the caller talks once streaming starts
+    listen_s: float = 0.0  # the caller first listens (silent) this long: a bot's greeting can play
     state: str = "answered"  # ringing, answered, ended
     direction: str = "incoming"  # incoming: answered by the application's answer; outgoing: by the callee
     client_state: str | None = None  # the last command's client_state, carried in every later webhook
@@ -220,10 +215,12 @@ class Backend:
             self.narrate(f"{time.strftime('%H:%M:%S')} {line}")
 
     # -- calls -----------------------------------------------------------------------------
-    def create_call(self, **options: Any) -> Call:
-        call_id = "v3:" + secrets.token_urlsafe(27)
+    def create_call(self, call_control_id: str | None = None, **options: Any) -> Call:
+        call_id = call_control_id or "v3:" + secrets.token_urlsafe(27)
         call = Call(call_control_id=call_id, **options)
         with self.lock:
+            if call_id in self.calls:
+                raise InvalidBody(f"a call {call_id!r} exists already", "/call_control_id")
             self.calls[call_id] = call
         return call
 
@@ -280,13 +277,16 @@ class Backend:
         self.say(f"call {call_id}: nobody answered, it rang out")
         self.emit(call, "call.hangup", hangup_cause="timeout", hangup_source="unknown")
 
-    def hangup(self, call_id: str, by: str = "caller") -> Call:
+    def hangup(self, call_id: str, by: str = "caller", why: str = "") -> Call:
+        """The call ends: call.hangup, its streams stop. ``by`` is Telnyx's hangup_source; ``why`` the
+        page's words for it."""
         call = self.call(call_id)
         with self.lock:
             if call.state == "ended":
                 raise CallEnded("Call has already ended.")
             ringing = call.state == "ringing"
-            call.state, call.ended_why = "ended", f"hung up by the {by}" + (" while it rang" if ringing else "")
+            call.state = "ended"
+            call.ended_why = (why or f"hung up by the {by}") + (" while it rang" if ringing else "")
             streams = list(call.streams)
         cause = "originator_cancel" if ringing else "normal_clearing"
         self.emit(call, "call.hangup", hangup_cause=cause, hangup_source=by)

@@ -153,7 +153,7 @@ class Handler(AdminRoutes, BaseHTTPRequestHandler):
         return {"data": {"result": "ok"}}
 
     def hangup(self, call_id: str, body: Any) -> dict:
-        self.server.backend.hangup(call_id)
+        self.server.backend.hangup(call_id, by="application", why="your application's hangup command")
         return {"data": {"result": "ok"}}
 
 

@@ -2,7 +2,8 @@
 
     python -m stream_server --port 8765 --out out/ [--talk]
 
-Each stream's frames are checked against ../shared/reference/media-streaming-websocket.md:
+Each stream's frames are checked against Telnyx's media streaming docs (developers.telnyx.com,
+"Media Streaming"):
 ``connected`` first, then ``start``, ``media`` frames, ``stop`` last; sequence numbers rising;
 chunks per track counted for gaps and out-of-order arrivals. Payloads are decoded with the codec
 of ``start.media_format`` and written to ``<out>/<stream_id>-<track>.wav``.

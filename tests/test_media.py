@@ -423,12 +423,18 @@ def test_python_m_emulator_interface(tmp_path, receiver):
         assert process.wait(10) == 0
 
 
-def test_demo_runs_end_to_end():
-    done = subprocess.run(
-        [sys.executable, "demo.py", "--seconds", "1"], cwd=ROOT, capture_output=True, text=True, timeout=60
-    )
+@pytest.mark.parametrize("how", [[], ["--incoming"]], ids=["streaming_start", "incoming, answered with its stream"])
+def test_demo_runs_end_to_end(tmp_path, how):
+    (tmp_path / "old-run-inbound.wav").write_bytes(b"RIFF")  # a former run's file: not kept
+    command = [sys.executable, "demo.py", "--seconds", "1", "--out", str(tmp_path), *how]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "result: OK" in done.stdout and "streaming.started" in done.stdout and "call.hangup" in done.stdout
+    assert "/_emulator/ui  (open it now" in done.stdout and "\nnext:\n  ./dev demo --incoming" in done.stdout
+    assert not (tmp_path / "old-run-inbound.wav").exists() and len(list(tmp_path.glob("*.wav"))) == 4
+    if how:  # nobody but the demo answered: the answer started the stream
+        assert "rings (call.initiated, parked): nobody else answers it" in done.stdout
+        assert "webhooks: call.initiated, call.answered, streaming.started" in done.stdout
     # the round trip: the bot's speech, the caller cutting in, the clear, the mark released by it
     assert "the caller spoke over the bot: sent clear (barge-in)" in done.stdout
     assert "mark 'greeting-done' came back" in done.stdout and "the caller heard 1." in done.stdout
