@@ -130,7 +130,7 @@ def _command(
     """POST ``/calls/{call_control_id}/actions/{action}``: every check first, then the request."""
     started = time.monotonic()
     api_key = _check_auth(auth)
-    _KEYS_SEEN.setdefault(api_key)
+    _remember_key(api_key)
     try:
         path_id = _check_call_control_id(call_control_id, api_key)
         payload = check_body(body) if action == "streaming_start" else check_answer_body(body)
@@ -343,6 +343,8 @@ MAX_RESPONSE_BYTES = 1 << 20  # answers larger than this are refused, not read i
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 CONNECT_TIMEOUT_S = 3.05
 MAX_DEPTH = 8  # no streaming_start field nests deeper than 3; deeper input is refused, not recursed into
+MAX_KEYS = 64  # keys read from one object at most (the body has 13 fields): a Mapping that never ends is refused
+MAX_ITEMS = 1000  # items of one list at most
 MIN_KEY_LENGTH = 16  # a shorter "key" cannot be masked without corrupting ordinary text (README)
 
 
@@ -522,6 +524,8 @@ def _plain(value: Any, field: str, depth: int) -> Any:
                 plain[key] = _plain(item, f"{field}.{_show_text(key, 80)}", depth + 1)
         return plain
     if isinstance(value, (list, tuple)):
+        if len(value) > MAX_ITEMS:
+            raise TelnyxInputError(f"{field} has {len(value)} items: at most {MAX_ITEMS}.", field)
         return [_plain(item, f"{field}[{i}]", depth + 1) for i, item in enumerate(value) if item is not None]
     raise TelnyxInputError(
         f"{field} is a {type(value).__name__}, which JSON cannot carry: use a string, number, boolean, list or object.",
@@ -531,9 +535,14 @@ def _plain(value: Any, field: str, depth: int) -> Any:
 
 def _items(mapping: Mapping[Any, Any], field: str) -> List[Any]:
     try:
-        return list(mapping.items())
+        items = list(itertools.islice(mapping.items(), MAX_KEYS + 1))  # read no further than that
     except Exception:  # a hostile Mapping (unhashable keys, a raising __iter__): refused, never a crash
         raise TelnyxInputError(f"{field} cannot be read as an object: pass a plain dict.", field) from None
+    if len(items) > MAX_KEYS:
+        raise TelnyxInputError(
+            f"{field} has more than {MAX_KEYS} keys: no streaming_start object has that many.", field
+        )
+    return items
 
 
 def _check_rules(payload: Dict[str, Any], needs_stream: bool) -> None:
@@ -833,38 +842,82 @@ _FAILURES = {
         True,
         "Telnyx did not answer within timeout_s / deadline_s; raise them or check the network.",
     ),
+    "deadline": (
+        "no answer in time (timeout or deadline)",
+        False,
+        "deadline_s ran out before the request was written; raise deadline_s or check the network.",
+    ),
     "dropped": ("no answer", True, "The connection was closed before an answer came; check the network."),
     "unusable": ("no usable answer", False, "Check TELNYX_BASE_URL."),
 }
 
 
 class _DeadlineGuard:
-    """One attempt's deadline: it knows the connection the attempt uses and whether the request may have
-    been written, and cuts that connection when the deadline passes (the watchdog calls ``cancel``)."""
+    """One attempt's deadline, and the one place that decides who may touch the attempt's socket.
+
+    The connection the attempt uses registers here (``adopt``) and leaves when it goes back to the pool
+    (``release``) or the attempt ends (``finish``). ``cancel`` (the watchdog, once the deadline has
+    passed) cuts the socket only while the attempt holds it, and only with a shutdown: one system call
+    that never blocks and makes a blocked read fail at once; closing is left to the attempt's own
+    thread. So a cancel that comes too late does nothing, and no other call's connection is touched.
+    ``sent`` is a fact of the wire: set as a byte of the request is handed to the socket."""
 
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
         self.sent = False
         self.cancelled = False
         self._conn: Any = None
-        self._sock: Any = None  # kept: http.client drops conn.sock when the answer says Connection: close
+        self._socket: Any = None  # the OS socket below any TLS (http.client drops conn.sock on Connection: close)
+        self._done = False
         self._lock = threading.Lock()
 
-    def adopt(self, conn: Any, sending: bool) -> None:
-        """Called by the connection the attempt uses, as it connects or sends."""
+    def adopt(self, conn: Any) -> bool:
+        """The attempt uses ``conn`` (connecting, or sending on a pooled one); False when the deadline has
+        already cut the attempt: the connection must not be used."""
         with self._lock:
-            self._conn, self.sent = conn, self.sent or sending
-            self._sock = getattr(conn, "sock", None) or self._sock
-            cancelled = self.cancelled
-        if cancelled:
-            _shut(conn, self._sock)
+            self._conn = conn
+            self._socket = _os_socket(getattr(conn, "sock", None)) or self._socket
+            conn._telnyx_guard = self
+            if self.cancelled:
+                _cut(self._socket)
+            return not self.cancelled
+
+    def release(self, conn: Any) -> None:
+        """``conn`` goes back to the pool: it is no longer this attempt's to cut."""
+        with self._lock:
+            if self._conn is conn:
+                self._conn = self._socket = None
+
+    def finish(self) -> None:
+        """The attempt is over: from now on ``cancel`` does nothing."""
+        with self._lock:
+            self._done, self._conn, self._socket = True, None, None
 
     def cancel(self) -> None:
-        """The deadline passed: cut the connection (a blocked read fails at once); it is never reused."""
+        """The deadline passed: cut the socket the attempt holds (none held yet: the next round will)."""
         with self._lock:
-            self.cancelled, conn, sock = True, self._conn, self._sock
-        if conn is not None:
-            _shut(conn, sock)
+            if self._done or self._conn is None:
+                return
+            self.cancelled = True
+            _cut(self._socket)
+
+
+def _os_socket(sock: Any) -> Any:
+    """The OS socket under ``sock``: itself, or below urllib3's TLS-in-TLS wrapper (an https proxy)."""
+    for _ in range(4):
+        if sock is None or isinstance(sock, socket.socket):
+            return sock
+        sock = getattr(sock, "socket", None)
+    return None
+
+
+def _cut(sock: Any) -> None:
+    """Shut a socket down at the OS level (a TLS socket's own shutdown would unwrap it under its reader)."""
+    if sock is not None:
+        try:
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        except OSError:  # closed already, or never connected
+            pass
 
 
 # How an attempt's guard reaches the connection urllib3 picks for it: requests' and urllib3's signatures
@@ -877,27 +930,30 @@ _WATCHDOG: List[threading.Thread] = []
 
 
 def _watchdog() -> None:
-    """Every 50 ms: cut the attempts whose deadline has passed (a server dripping one byte per read)."""
+    """Every 50 ms: cut the attempts whose deadline has passed (a server dripping one byte per read).
+    Nothing stops it: a cancel is one non-blocking system call, and any error waits for the next round."""
     while True:
         time.sleep(0.05)
-        now = time.monotonic()
-        with _WATCH_LOCK:
-            due = [attempt for attempt in _WATCHED if attempt.deadline <= now]
-        for attempt in due:
-            attempt.cancel()
+        try:
+            now = time.monotonic()
+            with _WATCH_LOCK:
+                due = [attempt for attempt in _WATCHED if attempt.deadline <= now]
+            for attempt in due:
+                attempt.cancel()
+        except Exception:  # noqa: S110 - the next round tries again
+            pass
 
 
-def _shut(conn: Any, sock: Any) -> None:
-    sock = getattr(conn, "sock", None) or sock
+def _ensure_watchdog() -> None:
+    """A running watchdog (started again if it died or never started); called with _WATCH_LOCK held."""
+    if _WATCHDOG and _WATCHDOG[0].is_alive():
+        return
+    thread = threading.Thread(target=_watchdog, name="telnyx-streaming-start-watchdog", daemon=True)
     try:
-        if sock is not None:
-            sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    try:
-        conn.close()
-    except Exception:  # noqa: S110 - closing a connection another thread is using: best effort
-        pass
+        thread.start()
+    except RuntimeError:  # no thread can start now: reads stay bounded by their timeouts; the next call tries again
+        return
+    _WATCHDOG[:] = [thread]
 
 
 class _DeadlinePassed(OSError):
@@ -914,39 +970,53 @@ class _NoDebugOutput:
 class _DeadlineBoundConnection:
     """A urllib3 connection bound by its attempt's deadline (_GUARD_OF_THIS_SEND): connecting (name
     lookup, every address, TLS, a proxy's CONNECT) runs in a thread the caller waits for until the
-    deadline at most, and the guard can cut the connection at any time."""
+    deadline at most; the guard can cut the connection at any time; and the guard learns when the
+    first byte of the request is written (``send``)."""
 
     def connect(self) -> None:
         attempt = _GUARD_OF_THIS_SEND.get()
         if attempt is None:
             return super().connect()  # type: ignore[misc]
-        attempt.adopt(self, sending=False)
+        attempt.adopt(self)
         done, failed = threading.Event(), []
+        self._telnyx_connecting = True  # what connecting writes (a proxy's CONNECT) is not the request
 
         def run() -> None:
             try:
                 super(_DeadlineBoundConnection, self).connect()  # type: ignore[misc]
-                if attempt.cancelled:  # connected after the caller gave up: never used
-                    _shut(self, None)
+                if not attempt.adopt(self):  # connected after the deadline: never used
+                    self.close()  # type: ignore[attr-defined]
             except BaseException as error:  # handed to the caller below
                 failed.append(error)
             finally:
+                self._telnyx_connecting = False
                 done.set()
 
-        threading.Thread(target=run, name="telnyx-streaming-start-connect", daemon=True).start()
+        try:
+            threading.Thread(target=run, name="telnyx-streaming-start-connect", daemon=True).start()
+        except RuntimeError:  # no thread can start now: connect here (socket timeouts bound all but a lookup)
+            run()
         if not done.wait(max(attempt.deadline - time.monotonic(), 0)):
-            attempt.cancel()  # the thread ends when its lookup or connect does; its socket is closed
+            self._telnyx_abandoned = True  # its thread may still set it up: the pool must never hand it out
+            attempt.cancel()
             raise _DeadlinePassed("deadline_s passed while connecting")
         if failed:
             raise failed[0]
-        attempt.adopt(self, sending=True)  # connected: from here on the request may be written
         return None
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         attempt = _GUARD_OF_THIS_SEND.get()
-        if attempt is not None:  # a pooled connection is already open; a new one connects inside
-            attempt.adopt(self, sending=getattr(self, "sock", None) is not None)
+        if attempt is not None and not attempt.adopt(self):  # a pooled connection, and the deadline has passed
+            raise _DeadlinePassed("deadline_s passed before the request was sent")
         super().request(*args, **kwargs)  # type: ignore[misc]
+
+    def send(self, data: Any) -> None:
+        if getattr(self, "sock", None) is None and getattr(self, "auto_open", False):
+            self.connect()  # http.client would, inside send: connect first, so that only the request counts
+        attempt = getattr(self, "_telnyx_guard", None)
+        if attempt is not None and not getattr(self, "_telnyx_connecting", False):
+            attempt.sent = True  # a byte of the request goes to the socket: Telnyx may receive it
+        super().send(data)  # type: ignore[misc]
 
 
 class _MalformedHeadersError(http.client.HTTPException):
@@ -996,11 +1066,24 @@ class _HTTPSConnection(_NoDebugOutput, _DeadlineBoundConnection, HTTPSConnection
     response_class = _Response
 
 
-class _HTTPPool(HTTPConnectionPool):
+class _GuardedPool:
+    """A pool that takes a connection back only once its attempt's guard has let go of it."""
+
+    def _put_conn(self, conn: Any) -> None:
+        if conn is not None:
+            guard = conn.__dict__.pop("_telnyx_guard", None)
+            if guard is not None:
+                guard.release(conn)  # from now on a late cancel cannot reach it
+            if conn.__dict__.get("_telnyx_abandoned"):  # a connect thread may still be setting it up
+                conn = None
+        super()._put_conn(conn)  # type: ignore[misc]
+
+
+class _HTTPPool(_GuardedPool, HTTPConnectionPool):
     ConnectionCls = _HTTPConnection
 
 
-class _HTTPSPool(HTTPSConnectionPool):
+class _HTTPSPool(_GuardedPool, HTTPSConnectionPool):
     ConnectionCls = _HTTPSConnection
 
 
@@ -1036,9 +1119,9 @@ def _adapter() -> _Adapter:
 
 
 def _after_fork() -> None:
-    global _ADAPTER, _ADAPTER_LOCK, _WATCH_LOCK
+    global _ADAPTER, _ADAPTER_LOCK, _WATCH_LOCK, _KEYS_LOCK
     _FORKED.append(_ADAPTER)
-    _ADAPTER, _ADAPTER_LOCK, _WATCH_LOCK = None, threading.Lock(), threading.Lock()
+    _ADAPTER, _ADAPTER_LOCK, _WATCH_LOCK, _KEYS_LOCK = None, threading.Lock(), threading.Lock(), threading.Lock()
     _WATCHED.clear()
     _WATCHDOG.clear()  # threads do not survive a fork: the child starts its own
 
@@ -1073,11 +1156,13 @@ def _post_with_retries(
         backoff_jitter=0.25,
         backoff_max=4.0,
     )
-    attempts, sent = 0, False  # sent: whether any attempt may have reached Telnyx
+    attempts, sent = 0, False  # sent: whether a byte of the request was written in any attempt
+    answered = None  # Telnyx's last answer (a status worth a retry): what the error is when retries end
     while True:
-        if time.monotonic() >= deadline:  # a deadline_s spent before any request (only the first can be)
-            failure = _Failure("timeout", "deadline_s passed before the request was sent", False)
-            return _give_up(None, failure, command_id, attempts, api_key, "", sent)
+        if time.monotonic() >= deadline:  # spent before this attempt could start
+            failure = _Failure("deadline", "deadline_s passed before the request was sent", False)
+            why = "deadline_s passed before a retry. " if answered is not None else ""
+            return _give_up(answered, failure, command_id, attempts, api_key, why, sent)
         attempts += 1
         answer, failure = _try_once(request, timeout_s, deadline)
         sent = sent or failure is None or failure.sent
@@ -1085,6 +1170,10 @@ def _post_with_retries(
             return _result(answer, command_id, attempts, api_key)
         if failure is not None and not _FAILURES[failure.kind][1]:  # not worth another attempt
             return _give_up(answer, failure, command_id, attempts, api_key, "", sent)
+        if failure is not None and answered is not None and time.monotonic() >= deadline:
+            why = f"deadline_s stopped the retries (the last attempt: {failure.detail}). "
+            return _give_up(answered, failure, command_id, attempts, api_key, why, sent)
+        answered = answer or answered
         retry_after = None
         try:
             if answer is not None:
@@ -1112,18 +1201,18 @@ def _try_once(request: requests.PreparedRequest, timeout_s: float, deadline: flo
     watchdog cuts a read that the deadline overtakes."""
     attempt = _DeadlineGuard(deadline)
     with _WATCH_LOCK:
-        if not _WATCHDOG:
-            _WATCHDOG.append(threading.Thread(target=_watchdog, name="telnyx-streaming-start-watchdog", daemon=True))
-            _WATCHDOG[0].start()
+        _ensure_watchdog()
         _WATCHED[attempt] = None
     try:
         outcome = _send_and_read(request, timeout_s, attempt)
     except Exception as exc:  # whatever the server or the network did: classified, never a crash
         outcome = None, _classify(exc, attempt.sent)
     finally:
+        attempt.finish()  # a cancel from now on does nothing
         with _WATCH_LOCK:
             _WATCHED.pop(attempt, None)
-    if attempt.cancelled:  # cut mid-answer, the socket's end can read as the answer's end: never trusted
+    timed_out = outcome[1] is not None and outcome[1].kind == "timeout" and time.monotonic() >= deadline
+    if attempt.cancelled or timed_out:  # cut mid-answer, the socket's end can read as the answer's end: never trusted
         return None, _Failure("timeout", "deadline_s passed before an answer came", attempt.sent)
     return outcome
 
@@ -1171,30 +1260,32 @@ def _classify(exc: BaseException, sent: bool) -> _Failure:
     os_error = next((e for e in chain if isinstance(e, OSError) and e.strerror), None)
     why = _show_text(os_error.strerror if os_error is not None and os_error.strerror else "", 120)
     bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if found(_DeadlinePassed):
+        return _Failure("deadline", str(found(_DeadlinePassed)), sent)
     if found(requests.exceptions.InvalidProxyURL, urllib3.exceptions.ProxySchemeUnknown):
-        return _Failure("proxy", "HTTPS_PROXY is not a proxy URL", False)
+        return _Failure("proxy", "HTTPS_PROXY is not a proxy URL", sent)
     # requests reports a CA bundle path that does not exist as a plain OSError: its text is all there is
     if isinstance(exc, OSError) and "CA certificate bundle" in str(exc):
-        return _Failure("tls", f"the CA bundle {_show(bundle)} does not exist", False)
+        return _Failure("tls", f"the CA bundle {_show(bundle)} does not exist", sent)
     if found(urllib3.exceptions.ProxyError, requests.exceptions.ProxyError):
         text = " ".join(str(e) for e in chain)
         # the proxy's refusal (http.client's plain OSError "Tunnel connection failed: 407 ...") by its text
         status = re.search(r"Tunnel connection failed: (\d{3}[^'\")]*)", text)
         what = f"the proxy answered {status.group(1).strip()}" if status else "the proxy could not be reached"
-        return _Failure("proxy", what, False)
+        return _Failure("proxy", what, sent)
     if found(ssl.SSLError, urllib3.exceptions.SSLError):
         setting = f"the CA bundle {_show(bundle)}: " if bundle else ""
-        return _Failure("tls", f"TLS failed ({setting}{_ssl_reason(chain)})", False)
+        return _Failure("tls", f"TLS failed ({setting}{_ssl_reason(chain)})", sent)
     name_error = found(urllib3.exceptions.NameResolutionError)
     if name_error is not None or found(socket.gaierror):
         host = getattr(getattr(name_error, "conn", None), "host", None)
         return _Failure(
-            "resolve", f"the host name {_show(host)} did not resolve" if host else "a name did not resolve", False
+            "resolve", f"the host name {_show(host)} did not resolve" if host else "a name did not resolve", sent
         )
     if found(urllib3.exceptions.NewConnectionError, ConnectionRefusedError):
-        return _Failure("connect", f"no connection ({why or 'refused'})", False)
+        return _Failure("connect", f"no connection ({why or 'refused'})", sent)
     if found(urllib3.exceptions.ConnectTimeoutError):
-        return _Failure("connect", "no connection (connecting timed out)", False)
+        return _Failure("connect", "no connection (connecting timed out)", sent)
     if found(urllib3.exceptions.ReadTimeoutError, socket.timeout):
         return _Failure("timeout", "the answer did not come within timeout_s", sent)
     for kinds, what in _UNUSABLE:
@@ -1279,7 +1370,7 @@ def _result(answer: _Answer, command_id: str | None, attempts: int, api_key: str
     errors = errors if isinstance(errors, list) else []
     request_id = answer.headers.get("x-request-id")
     lines = [f"{status} {text}"]  # the original script's message, exactly
-    lines += _hints(status, errors, answer.headers, attempts, command_id, why)
+    lines += _hints(status, errors, answer.headers, attempts, command_id, why, text)
     details = f"command_id={command_id}, attempts={attempts}"
     lines.append(f"({details}" + (f", request_id={request_id})" if request_id else ")"))
     raise TelnyxAPIError(
@@ -1304,7 +1395,9 @@ def _not_a_constant(name: str) -> Any:
     raise ValueError(name)
 
 
-def _hints(status: int, errors: List[Any], headers: Any, attempts: int, command_id: str | None, why: str) -> List[str]:
+def _hints(
+    status: int, errors: List[Any], headers: Any, attempts: int, command_id: str | None, why: str, text: str = ""
+) -> List[str]:
     hints: List[str] = []
     for error in errors:
         if not isinstance(error, dict):
@@ -1320,8 +1413,8 @@ def _hints(status: int, errors: List[Any], headers: Any, attempts: int, command_
             hints.append(hint)
     if 200 <= status < 300:
         hints.append(
-            f"Telnyx answered {status}, so the command was most likely accepted, but the answer is not "
-            f"JSON: check TELNYX_BASE_URL before running it again. {_safe_retry(command_id)}"
+            f"Telnyx answered {status}, so the command was most likely accepted, but the answer "
+            f"{_unreadable(text)}: check TELNYX_BASE_URL before running it again. {_safe_retry(command_id)}"
         )
     if not hints and status in STATUS_HINTS:
         hints.append(STATUS_HINTS[status])
@@ -1333,6 +1426,15 @@ def _hints(status: int, errors: List[Any], headers: Any, attempts: int, command_
     if status >= 500 or status in (408, 429):
         hints.append(f"Gave up after {attempts} attempt(s): {why}{_safe_retry(command_id)}")
     return hints
+
+
+def _unreadable(text: str) -> str:
+    """Why a 2xx answer could not be read: an integer longer than this Python converts, or not JSON."""
+    limit = getattr(sys, "get_int_max_str_digits", lambda: 0)()  # 0: no limit (before 3.10.7)
+    longest = max((len(run) for run in re.findall(r"\d+", text)), default=0) if limit else 0
+    if longest > limit:
+        return f"holds an integer of {longest} digits, more than Python reads ({limit})"
+    return "is not JSON"
 
 
 def _redirect_host(location: str | None) -> str:
@@ -1352,7 +1454,7 @@ def _safe_retry(command_id: str | None, sent: bool = True) -> str:
     """How to run the command again without risking a second stream (``sent``: whether any attempt
     may have reached Telnyx)."""
     if not sent:
-        return "Nothing was sent to Telnyx (no connection was made), so running it again is safe."
+        return "Nothing was sent to Telnyx (no byte of the request was written), so running it again is safe."
     if command_id is None:
         return (
             "The command may have reached Telnyx without a command_id, so Telnyx could not tell a repeat "
@@ -1380,7 +1482,16 @@ def _no_answer_message(failure: _Failure, attempts: int, command_id: str | None,
 # Anything shaped like a Telnyx API key ("KEY" + letters and digits + "_" + more): another
 # tenant's key echoed by a server is masked too, case-sensitively (ordinary words are not KEY..._...).
 _KEY_SHAPE = r"KEY[0-9A-Za-z]{0,64}_[0-9A-Za-z_-]{16,}"
-_KEYS_SEEN: Dict[str, None] = {}  # the keys this process has used: masked in urllib3's log records too
+_KEYS_SEEN: Dict[str, None] = {}  # the keys this process used last (at most 32): masked in urllib3's logs too
+_KEYS_LOCK = threading.Lock()
+
+
+def _remember_key(api_key: str) -> None:
+    with _KEYS_LOCK:
+        _KEYS_SEEN.pop(api_key, None)
+        _KEYS_SEEN[api_key] = None  # the newest last
+        while len(_KEYS_SEEN) > 32:
+            del _KEYS_SEEN[next(iter(_KEYS_SEEN))]
 
 
 @functools.lru_cache(maxsize=8)
@@ -1398,7 +1509,9 @@ class _MaskKeys(logging.Filter):
         except Exception:  # a record that cannot be formatted is not ours to fix
             return True
         masked = message
-        for key in list(_KEYS_SEEN) or [""]:
+        with _KEYS_LOCK:
+            keys = list(_KEYS_SEEN)
+        for key in keys or [""]:
             masked = _key_pattern(key).sub("***", masked) if key else re.sub(_KEY_SHAPE, "***", masked)
         if masked != message:
             record.msg, record.args, record.exc_info, record.exc_text = masked, None, None, None

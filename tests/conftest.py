@@ -12,6 +12,7 @@ import contextlib
 import json
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -128,7 +129,27 @@ class Internals:
     @staticmethod
     def mask_in_logs(key: str) -> None:
         """The key as main() registers it for the urllib3 log filter (a log test has no call to make)."""
-        script._KEYS_SEEN.setdefault(key)
+        script._remember_key(key)
+
+    @staticmethod
+    def dead_watchdog_program() -> str:
+        """Python lines that leave a fresh process with a watchdog that has died (no test can kill a thread),
+        for a test's subprocess: its next call must start a new one."""
+        return (
+            "ended = threading.Thread(target=lambda: None)\n"
+            "ended.start()\n"
+            "ended.join()\n"
+            "script._WATCHDOG[:] = [ended]\n"
+        )
+
+    @staticmethod
+    def watchdog_alive() -> bool:
+        return any(t.name == "telnyx-streaming-start-watchdog" and t.is_alive() for t in threading.enumerate())
+
+    @staticmethod
+    def keys_remembered() -> list:
+        """The keys kept for masking log records, oldest first (no output shows them)."""
+        return list(script._KEYS_SEEN)
 
     @staticmethod
     def forget_validator(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -90,8 +90,8 @@ def test_a_deadline_spent_before_the_first_request_sends_nothing_and_counts_no_a
     result, _ = outcome(deadline_s=1e-9)
     assert str(result).split("\n") == [
         "no answer in time (timeout or deadline) after 0 attempt(s): deadline_s passed before the request was sent",
-        "Telnyx did not answer within timeout_s / deadline_s; raise them or check the network. Nothing was sent "
-        "to Telnyx (no connection was made), so running it again is safe.",
+        "deadline_s ran out before the request was written; raise deadline_s or check the network. Nothing was "
+        "sent to Telnyx (no byte of the request was written), so running it again is safe.",
         "(command_id=c1, attempts=0)",
     ]
     assert server.connections == 0
@@ -255,8 +255,8 @@ def test_a_proxy_asking_for_credentials_is_named(monkeypatch):
         listener.close()
     assert str(result).split("\n")[:2] == [
         "could not reach Telnyx after 1 attempt(s): the proxy answered 407 Proxy Authentication Required",
-        "Check HTTPS_PROXY (its address and credentials), or unset it. Nothing was sent to Telnyx (no connection "
-        "was made), so running it again is safe.",
+        "Check HTTPS_PROXY (its address and credentials), or unset it. Nothing was sent to Telnyx (no byte of "
+        "the request was written), so running it again is safe.",
     ]
 
 
@@ -452,7 +452,7 @@ def test_a_proxy_that_cannot_be_reached_is_named_word_for_word(monkeypatch):
     monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port}")
     assert str(outcome(max_retries=2)[0]).split("\n") == [
         "could not reach Telnyx after 1 attempt(s): the proxy could not be reached",
-        "Check HTTPS_PROXY (its address and credentials), or unset it. Nothing was sent to Telnyx (no connection "
-        "was made), so running it again is safe.",
+        "Check HTTPS_PROXY (its address and credentials), or unset it. Nothing was sent to Telnyx (no byte of "
+        "the request was written), so running it again is safe.",
         "(command_id=c1, attempts=1)",
     ]

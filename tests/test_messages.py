@@ -128,7 +128,7 @@ def test_could_not_reach_word_for_word(monkeypatch):
     ]
 
 
-NOTHING_SENT = "Nothing was sent to Telnyx (no connection was made), so running it again is safe."
+NOTHING_SENT = "Nothing was sent to Telnyx (no byte of the request was written), so running it again is safe."
 
 
 def test_a_name_that_does_not_resolve_says_nothing_was_sent(monkeypatch):

@@ -80,7 +80,9 @@ def test_connecting_waits_the_least_of_3_05_s_timeout_and_deadline(
         "could not reach Telnyx after 1 attempt(s): no connection (connecting timed out)",
         "no answer in time (timeout or deadline) after 1 attempt(s): deadline_s passed before an answer came",
     )
-    assert advice.endswith("Nothing was sent to Telnyx (no connection was made), so running it again is safe.")
+    assert advice.endswith(
+        "Nothing was sent to Telnyx (no byte of the request was written), so running it again is safe."
+    )
 
 
 # -- backoff: none before the first retry, then 0.5, 1, 2, 4 s (+ up to 0.25 s jitter), at most 4 s ---

@@ -1,0 +1,341 @@
+"""The deadline holds for every call of a process, as a hostile counterpart would test it: calls the
+deadline cuts share one pool with healthy calls on many threads; an https proxy (TLS inside TLS); TLS
+that fails after the server read the request; a watchdog gone missing; threads that cannot start;
+inputs and answers without bounds; one key after another. What "nothing was sent" means is decided
+by the bytes written, and every other failure gives the command_id to run it again safely."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import tracemalloc
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+from conftest import AUTH, KEY, ROOT, URL, everything_said, internals
+from rawserver import RawServer, answer, read_request, replying, silent
+
+import script
+
+CERT = ROOT / "tests" / "tls" / "127.0.0.1.pem"  # self-signed for IP 127.0.0.1: its own CA
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(fresh_adapter, monkeypatch):
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def tls_context() -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(CERT, ROOT / "tests" / "tls" / "127.0.0.1.key")
+    return context
+
+
+DAMAGED: list[bytes] = []
+
+
+def drip_or_answer(conn: socket.socket, request: bytes) -> None:
+    """Keep-alive: a request whose command_id starts with "drip" gets its answer one byte every 20 ms
+    (until the client hangs up); "edge" one byte every 0.4 to 2 ms, so that it ends around a 0.12 s
+    deadline, just before or just after; any other gets its own answer at once, naming its command_id."""
+    while request:
+        try:
+            command_id = json.loads(request.split(b"\r\n\r\n", 1)[1])["command_id"]
+        except ValueError:  # a request cut while it was written: another call's cut reached this one
+            DAMAGED.append(request)
+            return
+        body = json.dumps({"data": {"answers": command_id}}).encode()
+        whole = answer(200, [("Content-Type", "application/json")], body).replace(b"Connection: close\r\n", b"")
+        if command_id.startswith(("drip", "edge")):
+            pause = 0.02 if command_id.startswith("drip") else random.uniform(0.0004, 0.002)
+            for byte in whole:
+                conn.sendall(bytes([byte]))
+                time.sleep(pause)
+            if command_id.startswith("drip"):
+                return
+        else:
+            conn.sendall(whole)
+        request = read_request(conn, limit=30)
+
+
+def start(command_id: str, **kwargs: Any) -> Any:
+    began = time.monotonic()
+    try:
+        result: Any = script.main(AUTH, "v3:shared", {"stream_url": URL, "command_id": command_id}, **kwargs)
+    except script.TelnyxError as error:
+        result = error
+    return result, time.monotonic() - began
+
+
+def test_calls_the_deadline_cuts_never_touch_the_healthy_calls_beside_them(serve):
+    server = serve(drip_or_answer)
+    outcomes: dict[str, list] = {"cut": [], "healthy": []}
+    barrier = threading.Barrier(16)
+
+    def cut(worker: int) -> None:
+        barrier.wait(10)
+        for n in range(12):  # answers that end around the deadline, and answers the deadline always cuts
+            command_id = f"{'edge' if n % 3 else 'drip'}-{worker}-{n}"
+            outcomes["cut"].append((command_id, *start(command_id, deadline_s=0.12, max_retries=0)))
+
+    def healthy(worker: int) -> None:
+        barrier.wait(10)
+        for n in range(40):
+            command_id = f"ok-{worker}-{n}"
+            outcomes["healthy"].append((command_id, *start(command_id, deadline_s=10, max_retries=2)))
+
+    threads = [threading.Thread(target=cut, args=(w,)) for w in range(10)]
+    threads += [threading.Thread(target=healthy, args=(w,)) for w in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(outcomes["healthy"]) == 240 and len(outcomes["cut"]) == 120
+    for command_id, result, _ in outcomes["healthy"]:  # every healthy call got its own answer
+        assert result == {"data": {"answers": command_id}}, (command_id, result)
+    for command_id, result, took in outcomes["cut"]:  # each ended by its deadline: its own answer, or none
+        assert took < 0.12 + 0.5, (command_id, took, result)
+        if isinstance(result, script.TelnyxConnectionError):  # a byte was written: run it again with the command_id
+            assert f"command_id={command_id}," in str(result), result
+        else:
+            assert command_id.startswith("edge") and result == {"data": {"answers": command_id}}, result
+    assert server.connections < 240  # the healthy calls shared pooled connections
+    assert DAMAGED == []  # and no request arrived cut
+
+
+class TlsProxy:
+    """An https proxy on 127.0.0.1: TLS to the proxy, then CONNECT, then bytes piped both ways."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.tunnels = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = self.listener.accept()
+                threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, raw: socket.socket) -> None:
+        with contextlib.suppress(OSError, ssl.SSLError):
+            conn = tls_context().wrap_socket(raw, server_side=True)
+            head = read_request(conn)
+            host, port = head.split(b" ")[1].decode().rsplit(":", 1)
+            upstream = socket.create_connection((host, int(port)), timeout=10)
+            conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            self.tunnels += 1
+            threading.Thread(target=self._pipe, args=(upstream, conn), daemon=True).start()
+            self._pipe(conn, upstream)
+
+    @staticmethod
+    def _pipe(source: Any, sink: Any) -> None:
+        with contextlib.suppress(OSError, ssl.SSLError):
+            source.settimeout(None)
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_an_https_proxy_cut_at_the_deadline_leaves_the_deadline_working_for_every_later_call(serve, monkeypatch):
+    proxy = TlsProxy()
+    try:
+        dripping = serve(drip_or_answer, tls=tls_context())
+        monkeypatch.setenv("HTTPS_PROXY", f"https://127.0.0.1:{proxy.port}")
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(CERT))
+        result, _ = start("ok-through-the-proxy", max_retries=0)
+        assert result == {"data": {"answers": "ok-through-the-proxy"}} and proxy.tunnels == 1  # TLS inside TLS
+        for _ in range(2):  # cut twice: the first cut must not have disabled the deadline
+            result, took = start("drip-through-the-proxy", deadline_s=1, max_retries=0)
+            assert isinstance(result, script.TelnyxConnectionError) and took < 1.5, (took, result)
+        monkeypatch.delenv("HTTPS_PROXY")
+        monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+        plain = serve(drip_or_answer)  # and a plain http server dripping afterwards
+        monkeypatch.setenv("TELNYX_BASE_URL", plain.base_url)
+        result, took = start("drip-plain", deadline_s=1, max_retries=0)
+        assert isinstance(result, script.TelnyxConnectionError) and took < 1.5, (took, result)
+        assert dripping.connections >= 2
+    finally:
+        proxy.close()
+
+
+def tls_broken_after_the_request(conn: socket.socket, request: bytes) -> None:
+    """The request was read whole over TLS; then plain text is written below TLS (a broken middlebox)."""
+    os.write(conn.fileno(), b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+
+def test_tls_failing_after_the_request_was_read_never_says_nothing_was_sent(serve, monkeypatch):
+    server = serve(tls_broken_after_the_request, tls=tls_context())
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(CERT))
+    result, _ = start("c-tls", max_retries=2)
+    assert len(server.requests) == 1 and b'"command_id":"c-tls"' in server.requests[0]  # Telnyx read it
+    assert isinstance(result, script.TelnyxConnectionError)
+    assert "Nothing was sent" not in str(result) and "pass body.command_id = 'c-tls'" in str(result)
+
+
+def test_a_tls_handshake_that_fails_says_truly_that_nothing_was_sent(serve):
+    server = serve(replying(b""), tls=tls_context())  # a certificate no CA here vouches for
+    result, _ = start("c-hs", max_retries=0)
+    assert server.requests == [] and "Nothing was sent to Telnyx (no byte of the request was written)" in str(result)
+
+
+def test_when_telnyx_answered_and_the_deadline_ended_the_retries_the_error_is_its_answer(serve):
+    answered = []
+
+    def handler(conn: socket.socket, request: bytes) -> None:
+        if not answered:  # the first attempt: 503, retry at once, this connection closes
+            answered.append(request)
+            conn.sendall(answer(503, [("Retry-After", "0")], b'{"errors": [{"code": "90000"}]}'))
+        else:  # the retry: no answer until the deadline cuts it
+            silent(5)(conn, request)
+
+    serve(handler)
+    result, took = start("c-503", deadline_s=1.0, max_retries=2)
+    assert isinstance(result, script.TelnyxAPIError) and result.status == 503 and took < 1.5
+    assert str(result).startswith('503 {"errors": [{"code": "90000"}]}')
+    assert "deadline_s stopped the retries (the last attempt: deadline_s passed before an answer came)" in str(result)
+    assert result.attempts == 2 and result.command_id == "c-503"
+
+
+def test_a_deadline_spent_before_anything_was_written_says_so(serve):
+    server = serve(replying(answer(200, [], b"{}")))
+    result, _ = start("c-spent", deadline_s=1e-9)
+    headline, advice, _ = str(result).split("\n")
+    assert (
+        headline
+        == "no answer in time (timeout or deadline) after 0 attempt(s): deadline_s passed before the request was sent"
+    )
+    assert advice.startswith("deadline_s ran out before the request was written; raise deadline_s")
+    assert "Telnyx did not answer" not in str(result) and server.connections == 0
+
+
+def test_a_dead_watchdog_is_started_again_by_the_next_call(serve):
+    server = serve(drip_or_answer)
+    program = f"""
+import json, sys, threading, time
+sys.path.insert(0, {str(ROOT)!r})
+import script
+{internals.dead_watchdog_program()}
+began = time.monotonic()
+try:
+    script.main({{"apiKey": {KEY!r}}}, "v3:x", {{"stream_url": {URL!r}, "command_id": "drip-3"}}, deadline_s=0.5)
+except script.TelnyxConnectionError:
+    print(round(time.monotonic() - began, 2))
+"""
+    env = {**os.environ, "TELNYX_BASE_URL": server.base_url}
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0 and float(done.stdout) < 1.0, done.stdout + done.stderr
+
+
+def test_threads_that_cannot_start_never_escape_main_and_the_next_call_recovers(serve, tmp_path):
+    server = serve(drip_or_answer)
+    program = f"""
+import json, sys, threading, time
+sys.path.insert(0, {str(ROOT)!r})
+import script
+real = threading.Thread.start
+def refuse(self):
+    raise RuntimeError("can't start new thread")
+threading.Thread.start = refuse  # the process has no thread to spare
+auth, body = {{"apiKey": {KEY!r}}}, {{"stream_url": {URL!r}, "command_id": "ok-1"}}
+print(json.dumps(script.main(auth, "v3:x", body, max_retries=0)))
+began = time.monotonic()
+try:  # the answer drips: without a watchdog only the read timeouts hold, and each read gets a byte
+    said = script.main(auth, "v3:x", dict(body, command_id="drip-1"), deadline_s=1, timeout_s=0.3, max_retries=0)
+except script.TelnyxConnectionError as error:
+    said = str(error)
+print(json.dumps({{"ended_in": round(time.monotonic() - began, 2), "said": said}}))
+threading.Thread.start = real
+began = time.monotonic()
+try:
+    script.main(auth, "v3:x", dict(body, command_id="drip-2"), deadline_s=0.5, max_retries=0)
+except script.TelnyxConnectionError:
+    alive = any(t.name == "telnyx-streaming-start-watchdog" and t.is_alive() for t in threading.enumerate())
+    print(json.dumps({{"ended_in": round(time.monotonic() - began, 2), "watchdog": alive}}))
+"""
+    env = {**os.environ, "TELNYX_BASE_URL": server.base_url}
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    first, second, third = (json.loads(line) for line in done.stdout.splitlines())
+    assert first == {"data": {"answers": "ok-1"}}
+    assert second["said"] == {"data": {"answers": "drip-1"}}  # no thread: no RuntimeError, the call ends
+    assert third["ended_in"] < 1.0 and third["watchdog"] is True
+
+
+class Endless(Mapping):
+    """A Mapping whose keys never end."""
+
+    def __getitem__(self, key: Any) -> Any:
+        return 1
+
+    def __iter__(self):
+        n = 0
+        while True:
+            n += 1
+            yield f"key-{n}"
+
+    def __len__(self) -> int:
+        return 10**9
+
+
+def test_an_object_whose_keys_never_end_is_refused_before_memory_grows():
+    tracemalloc.start()
+    try:
+        with pytest.raises(script.TelnyxInputError) as refused:
+            script.check_body(Endless())
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert str(refused.value) == "body has more than 64 keys: no streaming_start object has that many."
+    assert peak < 1 << 20
+    with pytest.raises(script.TelnyxInputError, match=r"^body\.custom_parameters has 1001 items: at most 1000\.$"):
+        script.check_body({"stream_url": URL, "custom_parameters": [{"name": "a", "value": "b"}] * 1001})
+
+
+@pytest.mark.skipif(not hasattr(sys, "get_int_max_str_digits"), reason="this Python reads integers of any length")
+def test_a_huge_integer_in_an_answer_is_named_for_what_it_is(serve):
+    digits = sys.get_int_max_str_digits() + 700
+    serve(replying(answer(200, [("Content-Type", "application/json")], b'{"data": {"n": ' + b"7" * digits + b"}}")))
+    result, _ = start("c-big", max_retries=0)
+    assert isinstance(result, script.TelnyxAPIError) and result.status == 200
+    limit = sys.get_int_max_str_digits()
+    assert f"but the answer holds an integer of {digits} digits, more than Python reads ({limit})" in str(result)
+
+
+def test_the_keys_kept_for_masking_are_the_last_32(serve):
+    serve(replying(answer(200, [("Content-Type", "application/json")], b'{"data": {"result": "ok"}}')))
+    keys = [f"KEY{n:04d}_0123456789abcdefTENANT" for n in range(100)]
+    for key in keys:
+        assert script.main({"apiKey": key}, "v3:x", {"stream_url": URL}, max_retries=0) == {"data": {"result": "ok"}}
+    assert internals.keys_remembered() == keys[-32:]
+    result = everything_said(script.main({"apiKey": keys[0]}, "v3:x", {"stream_url": URL}, max_retries=0))
+    assert keys[0] not in result and internals.keys_remembered()[-1] == keys[0]  # used again: the newest
+
+
+def test_raw_server_handlers_end_with_the_test():
+    """(the raw server cuts every connection at exit: a handler waiting on a pooled one ends at once)"""
+    server = RawServer(silent(30)).__enter__()
+    with socket.create_connection(("127.0.0.1", server.port)) as client:
+        client.sendall(b"POST /v2 HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+        while not server.requests:
+            time.sleep(0.01)
+        began = time.monotonic()
+        server.__exit__(None, None, None)
+        assert time.monotonic() - began < 1.0
