@@ -37,22 +37,27 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="./dev bench", description=__doc__.splitlines()[0])
     parser.add_argument("--cold-runs", type=int, default=15, help="fresh processes per variant (default 15)")
     parser.add_argument("--warm-calls", type=int, default=1000, help="calls per variant in one process (default 1000)")
-    parser.add_argument("--sdk-python", default=sys.executable, help="a Python that can import telnyx (the SDK)")
+    sdk = ROOT / ".venv-sdk" / "bin" / "python"  # ./dev bench installs bench/requirements-sdk.txt there
+    parser.add_argument(
+        "--sdk-python", default=str(sdk if sdk.exists() else sys.executable), help="a Python that can import telnyx"
+    )
     parser.add_argument("--silence-calls", type=int, default=3, help="calls per flow design (default 3; 0: skip)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
     args = parser.parse_args(argv)
 
-    emulator = subprocess.Popen(
-        [sys.executable, "-m", "emulator", "--no-media", "--quiet"], cwd=ROOT, stdout=subprocess.PIPE, text=True
-    )
+    emulators = [emulator_process(), emulator_process("--no-keep-alive")]
     try:
-        ready = json.loads(emulator.stdout.readline())  # type: ignore[union-attr]
+        ready, closing = (json.loads(e.stdout.readline()) for e in emulators)  # type: ignore[union-attr]
         env = dict(os.environ, TELNYX_BASE_URL=ready["base_url"], TELNYX_API_KEY=ready["api_key"])
         cold = cold_start(args, ready, env)
-        warm = warm_calls(args.warm_calls, ready)
+        warm = {
+            "kept-alive connection": warm_calls(args.warm_calls, ready, args.sdk_python),
+            "a new connection per call": warm_calls(args.warm_calls, closing, args.sdk_python),
+        }
     finally:
-        emulator.terminate()
-        emulator.wait(10)
+        for emulator in emulators:
+            emulator.terminate()
+            emulator.wait(10)
     results = {
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
@@ -70,6 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nwritten: {out}")
     return 0
+
+
+def emulator_process(*options: str) -> subprocess.Popen:
+    """The emulator in a process of its own (it never competes for this process's GIL)."""
+    command = [sys.executable, "-m", "emulator", "--no-media", "--quiet", *options]
+    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
 
 
 def new_call(ready: dict[str, str]) -> str:
@@ -141,7 +152,9 @@ def run_once(command: list[str], env: dict[str, str]) -> tuple[float, float]:
     return wall, usage.ru_maxrss / 1024
 
 
-def warm_calls(count: int, ready: dict[str, str]) -> dict[str, Any]:
+def warm_calls(count: int, ready: dict[str, str], sdk_python: str) -> dict[str, Any]:
+    """script.main against a pooled bare requests.Session, interleaved in blocks of 50, and the official
+    SDK's client (in its own venv, so in a process of its own) in the same run."""
     sys.path.insert(0, str(ROOT))
     os.environ["TELNYX_BASE_URL"] = ready["base_url"]
     import requests
@@ -174,6 +187,9 @@ def warm_calls(count: int, ready: dict[str, str]) -> dict[str, Any]:
                 began = time.perf_counter()
                 fn()
                 timings[name].append(time.perf_counter() - began)
+    sdk = _sdk_warm(count, ready, sdk_python)
+    if sdk:
+        timings["official SDK client"] = sdk
     out: dict[str, Any] = {"calls": count, "variants": {}}
     base = statistics.median(timings["bare requests.Session"])
     for name, values in timings.items():
@@ -183,7 +199,27 @@ def warm_calls(count: int, ready: dict[str, str]) -> dict[str, Any]:
             "p99_ms": round(values[int(len(values) * 0.99) - 1] * 1000, 3),
             "ratio_to_bare": round(statistics.median(values) / base, 3),
         }
+    if sdk:
+        out["script_to_sdk"] = round(statistics.median(timings["script.main"]) / statistics.median(sdk), 3)
     return out
+
+
+def _sdk_warm(count: int, ready: dict[str, str], sdk_python: str) -> list[float]:
+    """The official SDK's warm calls, or [] when ``sdk_python`` cannot import telnyx."""
+    if subprocess.run([sdk_python, "-c", "import telnyx"], capture_output=True).returncode != 0:
+        return []
+    calls = "\n".join(new_call(ready) for _ in range(count + 20))
+    env = dict(os.environ, TELNYX_BASE_URL=ready["base_url"], TELNYX_API_KEY=ready["api_key"])
+    done = subprocess.run(
+        [sdk_python, str(ROOT / "bench" / "official_sdk_warm.py"), json.dumps(BODY)],
+        input=calls,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    return [float(t) for t in json.loads(done.stdout)]
 
 
 def compile_time() -> dict[str, Any]:
@@ -208,10 +244,13 @@ def report(results: dict[str, Any]) -> None:
         )
     if "script_to_sdk" in cold:
         print(f"  script.py / official SDK: {cold['script_to_sdk']:.3f}")
-    print(f"\nwarm: {warm['calls']} sequential calls per variant in one process")
-    print(f"  {'variant':22s} {'median ms':>10s} {'p99 ms':>8s} {'x bare':>8s}")
-    for name, v in warm["variants"].items():
-        print(f"  {name:22s} {v['median_ms']:10.3f} {v['p99_ms']:8.3f} {v['ratio_to_bare']:8.2f}")
+    for connection, figures in warm.items():
+        print(f"\nwarm, {connection}: {figures['calls']} sequential calls per variant in one process")
+        print(f"  {'variant':22s} {'median ms':>10s} {'p99 ms':>8s} {'x bare':>8s}")
+        for name, v in figures["variants"].items():
+            print(f"  {name:22s} {v['median_ms']:10.3f} {v['p99_ms']:8.3f} {v['ratio_to_bare']:8.2f}")
+        if "script_to_sdk" in figures:
+            print(f"  script.main / official SDK client: {figures['script_to_sdk']:.3f}")
     compiled = results["compile"]
     print(f"\ncompiling script.py ({compiled['lines']} lines), in every cold job: {compiled['ms_median']:.2f} ms")
     if "silence" in results:

@@ -35,12 +35,14 @@ class Emulator:
         fast: bool = False,
         record_dir: str | Path | None = None,
         host: str = "127.0.0.1",
+        keep_alive: bool = True,
     ) -> None:
         self.webhooks = Sender()
         self.backend = Backend(api_key, webhooks=self.webhooks)
         self.media = MediaRunner(self.backend, fast=fast, record_dir=record_dir) if media else None
         self.backend.media = self.media
         self.server = Server((host, port), self.backend)
+        self.server.keep_alive = keep_alive
         self.api_key = api_key
         self.host = host
         self._thread = threading.Thread(target=self.server.serve_forever, name="emulator-http", daemon=True)

@@ -35,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--webhook-url", help="where to POST the calls' webhooks (default: none are sent)")
     parser.add_argument("--fast", action="store_true", help="send media as fast as possible, not in real time")
     parser.add_argument("--no-media", action="store_true", help="Call Control only: never open a WebSocket")
+    parser.add_argument(
+        "--no-keep-alive", action="store_true", help="close every connection after its answer (clients reconnect)"
+    )
     parser.add_argument("--record-dir", help="save the audio your server sends back, one WAV per stream")
     parser.add_argument("--calls", type=int, default=1, help="live calls ready to stream (default 1)")
     parser.add_argument(
@@ -44,7 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     emulator = Emulator(
-        port=args.port, api_key=args.api_key, media=not args.no_media, fast=args.fast, record_dir=args.record_dir
+        port=args.port,
+        api_key=args.api_key,
+        media=not args.no_media,
+        fast=args.fast,
+        record_dir=args.record_dir,
+        keep_alive=not args.no_keep_alive,
     )
     if not args.quiet:  # what happens, line by line, on stderr (stdout keeps only the JSON line)
         emulator.narrate(lambda line: print(line, file=sys.stderr, flush=True))

@@ -29,6 +29,7 @@ class Server(ThreadingHTTPServer):
         super().__init__(address, Handler)
         self.backend = backend
         self.connections_accepted = 0  # TCP connections: shows whether a client pools them
+        self.keep_alive = True  # False: every answer closes its connection (Connection: close)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         self.connections_accepted += 1
@@ -134,6 +135,9 @@ class Handler(AdminRoutes, BaseHTTPRequestHandler):
             self.send_header("x-request-id", str(uuid.uuid4()))
             for key, value in (headers or {}).items():
                 self.send_header(key, value)
+            if not self.server.keep_alive:
+                self.send_header("Connection", "close")
+                self.close_connection = True
             self.end_headers()
             self.wfile.write(body)
         except OSError:
