@@ -1396,7 +1396,7 @@ def _not_a_constant(name: str) -> Any:
 
 
 def _hints(
-    status: int, errors: List[Any], headers: Any, attempts: int, command_id: str | None, why: str, text: str = ""
+    status: int, errors: List[Any], headers: Any, attempts: int, command_id: str | None, why: str, text: str
 ) -> List[str]:
     hints: List[str] = []
     for error in errors:

@@ -166,6 +166,12 @@ class Internals:
         return tuple(script._classify(exc, sent))
 
     @staticmethod
+    def guard(deadline: float) -> Any:
+        """One attempt's deadline guard, on its own: the moments a test cannot time with a live attempt
+        (a cancel that comes after the connection went back to the pool, or before there is one)."""
+        return script._DeadlineGuard(deadline)
+
+    @staticmethod
     def masked(value: Any, api_key: str) -> Any:
         """Masking a value no answer can hold (not JSON at all)."""
         return script._masked(value, api_key)

@@ -339,3 +339,114 @@ def test_raw_server_handlers_end_with_the_test():
         began = time.monotonic()
         server.__exit__(None, None, None)
         assert time.monotonic() - began < 1.0
+
+
+def test_a_process_that_has_seen_no_key_still_masks_anything_shaped_like_one():
+    program = f"""
+import logging, sys
+sys.path.insert(0, {str(ROOT)!r})
+import script
+logging.basicConfig(level=logging.DEBUG, format="%(message)s", stream=sys.stdout)
+logging.getLogger("urllib3.connectionpool").debug("shape %s, xxxx and plain", "KEYABCDEF0123_abcdefghijklmnopqrst")
+"""
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
+    assert done.stdout == "shape ***, xxxx and plain\n", done.stdout + done.stderr
+
+
+def test_a_key_of_any_shape_once_used_is_masked_in_logs(caplog):
+    caplog.set_level("DEBUG")
+    other = "sk_live_0123456789abcdefghij"  # not shaped like a Telnyx key: masked because it was used
+    internals.mask_in_logs(other)
+    import logging
+
+    logging.getLogger("urllib3.connectionpool").debug("echo %s", other)
+    assert "echo ***" in caplog.text and other not in caplog.text
+
+
+def test_a_log_record_that_cannot_be_formatted_is_passed_on_not_dropped():
+    import logging
+
+    class Recorder(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.records: list = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.records.append(record)  # (a real handler would report the formatting error itself)
+
+    logger = logging.getLogger("urllib3.connectionpool")
+    recorder, level, propagate = Recorder(), logger.level, logger.propagate
+    logger.addHandler(recorder)
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    try:
+        logger.debug("%d", "not a number")
+    finally:
+        logger.removeHandler(recorder)
+        logger.setLevel(level)
+        logger.propagate = propagate
+    assert [r.msg for r in recorder.records] == ["%d"]
+
+
+HTML_2XX = (
+    "Telnyx answered 200, so the command was most likely accepted, but the answer is not JSON: check "
+    "TELNYX_BASE_URL before running it again. The command may have reached Telnyx: to run it again without "
+    "risking a second stream, pass body.command_id = '{}'."
+)
+
+
+def test_a_2xx_answer_that_is_not_json_says_so_word_for_word(serve):
+    serve(replying(answer(200, [], b"<html>ok</html>")))
+    result, _ = start("c-html", max_retries=0)
+    assert str(result).split("\n")[1] == HTML_2XX.format("c-html")
+
+
+@pytest.mark.skipif(not hasattr(sys, "get_int_max_str_digits"), reason="this Python reads integers of any length")
+def test_digits_up_to_the_limit_are_no_huge_integer(serve):
+    serve(replying(answer(200, [], b"<p>" + b"7" * sys.get_int_max_str_digits() + b"</p>")))
+    result, _ = start("c-edge", max_retries=0)
+    assert str(result).split("\n")[1] == HTML_2XX.format("c-edge")
+
+
+class Held:
+    """What the guard sees of a connection: its socket (a real one, one end of a socket pair)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+
+def test_a_cancel_after_the_connection_went_back_to_the_pool_does_nothing():
+    ours, peer = socket.socketpair()
+    with ours, peer:
+        guard = internals.guard(time.monotonic() - 1)  # its deadline has passed
+        conn = Held(ours)
+        assert guard.adopt(conn) is True
+        guard.release(conn)  # back in the pool: another call may use it now
+        guard.cancel()  # the watchdog, late
+        ours.sendall(b"still open")
+        assert peer.recv(10) == b"still open" and guard.cancelled is False
+
+
+def test_a_cancel_before_the_attempt_holds_a_connection_waits_for_one():
+    ours, peer = socket.socketpair()
+    with ours, peer:
+        guard = internals.guard(time.monotonic() - 1)
+        guard.cancel()  # nothing held yet: the connect path bounds itself by the deadline
+        assert guard.cancelled is False and guard.adopt(Held(ours)) is True
+        guard.cancel()  # now it holds one: cut
+        assert guard.cancelled is True and peer.recv(10) == b""  # the peer sees the end at once
+        guard.finish()
+        assert guard.adopt(Held(ours)) is False  # a cut attempt's connection is never used
+
+
+def test_a_failure_is_looked_for_16_causes_deep_and_no_deeper():
+    def chain(depth: int) -> BaseException:
+        error: BaseException = ConnectionRefusedError(111, "refused")
+        for n in range(depth):
+            outer = RuntimeError(f"wrapper {n}")
+            outer.__cause__ = error
+            error = outer
+        return error
+
+    assert internals.classify(chain(15), False)[0] == "connect"  # the 16th link: found
+    assert internals.classify(chain(16), False)[0] == "other"  # the 17th: not looked at
