@@ -999,7 +999,7 @@ class _DeadlineBoundConnection:
         if not done.wait(max(attempt.deadline - time.monotonic(), 0)):
             self._telnyx_abandoned = True  # its thread may still set it up: the pool must never hand it out
             attempt.cancel()
-            raise _DeadlinePassed("deadline_s passed while connecting")
+            raise _DeadlinePassed  # the attempt is cut: _try_once says so
         if failed:
             raise failed[0]
         return None
@@ -1007,7 +1007,7 @@ class _DeadlineBoundConnection:
     def request(self, *args: Any, **kwargs: Any) -> None:
         attempt = _GUARD_OF_THIS_SEND.get()
         if attempt is not None and not attempt.adopt(self):  # a pooled connection, and the deadline has passed
-            raise _DeadlinePassed("deadline_s passed before the request was sent")
+            raise _DeadlinePassed  # the attempt is cut: _try_once says so
         super().request(*args, **kwargs)  # type: ignore[misc]
 
     def send(self, data: Any) -> None:
@@ -1248,7 +1248,15 @@ def _proxies(url: str) -> Dict[str, str]:
 
 
 def _classify(exc: BaseException, sent: bool) -> _Failure:
-    """What a failure IS, decided once, from the chain of causes under requests' and urllib3's wrappers."""
+    """What a failure IS, decided once, from the chain of causes under requests' and urllib3's wrappers;
+    ``sent`` (a byte of the request was written) is the wire's fact, not the error's."""
+    kind, detail = _what_failed(exc)
+    if kind == "other" and sent:  # an unforeseen failure once the request went out: the answer was the trouble
+        kind = "unusable"
+    return _Failure(kind, detail, sent or kind == "unusable")  # an unusable answer was an answer
+
+
+def _what_failed(exc: BaseException) -> tuple:
     chain: List[BaseException] = []
     seen: BaseException | None = exc
     while seen is not None and len(chain) < 16:
@@ -1260,42 +1268,34 @@ def _classify(exc: BaseException, sent: bool) -> _Failure:
     os_error = next((e for e in chain if isinstance(e, OSError) and e.strerror), None)
     why = _show_text(os_error.strerror if os_error is not None and os_error.strerror else "", 120)
     bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-    if found(_DeadlinePassed):
-        return _Failure("deadline", str(found(_DeadlinePassed)), sent)
     if found(requests.exceptions.InvalidProxyURL, urllib3.exceptions.ProxySchemeUnknown):
-        return _Failure("proxy", "HTTPS_PROXY is not a proxy URL", sent)
+        return "proxy", "HTTPS_PROXY is not a proxy URL"
     # requests reports a CA bundle path that does not exist as a plain OSError: its text is all there is
     if isinstance(exc, OSError) and "CA certificate bundle" in str(exc):
-        return _Failure("tls", f"the CA bundle {_show(bundle)} does not exist", sent)
-    if found(urllib3.exceptions.ProxyError, requests.exceptions.ProxyError):
-        text = " ".join(str(e) for e in chain)
+        return "tls", f"the CA bundle {_show(bundle)} does not exist"
+    if found(urllib3.exceptions.ProxyError):
         # the proxy's refusal (http.client's plain OSError "Tunnel connection failed: 407 ...") by its text
-        status = re.search(r"Tunnel connection failed: (\d{3}[^'\")]*)", text)
-        what = f"the proxy answered {status.group(1).strip()}" if status else "the proxy could not be reached"
-        return _Failure("proxy", what, sent)
+        status = re.search(r"Tunnel connection failed: (\d{3}[^'\")]*)", " ".join(map(str, chain)))
+        return "proxy", f"the proxy answered {status.group(1).strip()}" if status else "the proxy could not be reached"
     if found(ssl.SSLError, urllib3.exceptions.SSLError):
         setting = f"the CA bundle {_show(bundle)}: " if bundle else ""
-        return _Failure("tls", f"TLS failed ({setting}{_ssl_reason(chain)})", sent)
-    name_error = found(urllib3.exceptions.NameResolutionError)
-    if name_error is not None or found(socket.gaierror):
-        host = getattr(getattr(name_error, "conn", None), "host", None)
-        return _Failure(
-            "resolve", f"the host name {_show(host)} did not resolve" if host else "a name did not resolve", sent
-        )
+        return "tls", f"TLS failed ({setting}{_ssl_reason(chain)})"
+    if found(socket.gaierror):  # under urllib3's NameResolutionError, which knows the host
+        host = getattr(getattr(found(urllib3.exceptions.NameResolutionError), "conn", None), "host", None)
+        return "resolve", f"the host name {_show(host)} did not resolve" if host else "a name did not resolve"
     if found(urllib3.exceptions.NewConnectionError, ConnectionRefusedError):
-        return _Failure("connect", f"no connection ({why or 'refused'})", sent)
+        return "connect", f"no connection ({why or 'refused'})"
     if found(urllib3.exceptions.ConnectTimeoutError):
-        return _Failure("connect", "no connection (connecting timed out)", sent)
+        return "connect", "no connection (connecting timed out)"
     if found(urllib3.exceptions.ReadTimeoutError, socket.timeout):
-        return _Failure("timeout", "the answer did not come within timeout_s", sent)
+        return "timeout", "the answer did not come within timeout_s"
     for kinds, what in _UNUSABLE:
         if found(*kinds) and not found(ConnectionError):  # (RemoteDisconnected is both: a dropped connection)
-            return _Failure("unusable", what, True)
+            return "unusable", what
     if found(ConnectionError, urllib3.exceptions.ProtocolError):  # reset, closed, broken pipe
-        return _Failure("dropped", f"the connection was closed ({why or 'no answer'})", sent)
+        return "dropped", f"the connection was closed ({why or 'no answer'})"
     said: Any = exc.args[0] if len(exc.args) == 1 else exc.args  # the text, not a repr of the exception
-    detail = f"{type(exc).__name__}: {_show_text(said, 120)}"
-    return _Failure("unusable", detail, True) if sent else _Failure("other", detail, False)
+    return "other", f"{type(exc).__name__}: {_show_text(said, 120)}"
 
 
 _UNUSABLE = (  # what makes an answer unusable, in the order checked

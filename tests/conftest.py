@@ -152,6 +152,11 @@ class Internals:
         return list(script._KEYS_SEEN)
 
     @staticmethod
+    def forget_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+        """As in a process that has used no key yet (every test before this one used some)."""
+        monkeypatch.setattr(script, "_KEYS_SEEN", {})
+
+    @staticmethod
     def forget_validator(monkeypatch: pytest.MonkeyPatch) -> None:
         """As in a fresh process: the validator is built on first use (cold-start cost)."""
         monkeypatch.setattr(script, "_VALIDATOR", None)
@@ -204,6 +209,18 @@ def serve(monkeypatch):
     yield start
     for server in servers:
         server.__exit__(None, None, None)  # re-raises what a handler raised (other than the client hanging up)
+
+
+@pytest.fixture
+def short_path() -> Iterator[Path]:
+    """A folder whose path is short enough to be shown whole in a message (messages cut values at 80
+    characters; pytest's tmp_path under xdist is longer)."""
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="t-", dir="/tmp" if Path("/tmp").is_dir() else None))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

@@ -214,13 +214,13 @@ def test_malformed_answers_are_no_usable_answer_and_not_retried(serve, name):
 
 # -- each failure named once, with its setting -------------------------------------------------------
 @pytest.mark.parametrize("content", ["", "not a certificate\n"])
-def test_an_empty_or_non_pem_ca_bundle_is_named_and_not_retried(serve, monkeypatch, tmp_path, content):
+def test_an_empty_or_non_pem_ca_bundle_is_named_and_not_retried(serve, monkeypatch, short_path, content):
     import ssl
 
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(ROOT / "tests" / "tls" / "127.0.0.1.pem", ROOT / "tests" / "tls" / "127.0.0.1.key")
     server = serve(replying(answer(200, [], OK)), tls)
-    bundle = tmp_path / "bundle.pem"
+    bundle = short_path / "bundle.pem"
     bundle.write_text(content)
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
     result, _ = outcome(max_retries=2)
@@ -383,13 +383,13 @@ def test_an_untrusted_certificate_says_why_in_our_words(serve, monkeypatch):
     assert first == "could not reach Telnyx after 1 attempt(s): TLS failed (self-signed certificate)"
 
 
-def test_an_empty_ca_bundle_names_the_reason(serve, monkeypatch, tmp_path):
+def test_an_empty_ca_bundle_names_the_reason(serve, monkeypatch, short_path):
     tls_server(serve)
-    (tmp_path / "empty.pem").write_text("")
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "empty.pem"))
+    (short_path / "empty.pem").write_text("")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(short_path / "empty.pem"))
     first = str(outcome(max_retries=0)[0]).split("\n")[0]
     assert first == (
-        f"could not reach Telnyx after 1 attempt(s): TLS failed (the CA bundle '{tmp_path / 'empty.pem'}': "
+        f"could not reach Telnyx after 1 attempt(s): TLS failed (the CA bundle '{short_path / 'empty.pem'}': "
         "NO_CERTIFICATE_OR_CRL_FOUND)"
     )
 

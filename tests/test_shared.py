@@ -450,3 +450,35 @@ def test_a_failure_is_looked_for_16_causes_deep_and_no_deeper():
 
     assert internals.classify(chain(15), False)[0] == "connect"  # the 16th link: found
     assert internals.classify(chain(16), False)[0] == "other"  # the 17th: not looked at
+
+
+def test_with_no_key_used_yet_text_shaped_like_a_key_is_still_masked(monkeypatch, caplog):
+    import logging
+
+    internals.forget_keys(monkeypatch)
+    caplog.set_level(logging.DEBUG)
+    logging.getLogger("urllib3.connectionpool").debug("shape %s, xxxx and plain", "KEYABCDEF0123_abcdefghijklmnopqrst")
+    assert [r.getMessage() for r in caplog.records] == ["shape ***, xxxx and plain"]
+
+
+@pytest.mark.parametrize("variable", ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"])
+def test_either_ca_bundle_setting_is_named_when_tls_fails(serve, monkeypatch, short_path, variable):
+    serve(replying(b""), tls=tls_context())
+    (short_path / "empty.pem").write_text("")
+    monkeypatch.setenv(variable, str(short_path / "empty.pem"))
+    result, _ = start("c-ca", max_retries=0)
+    assert str(result).startswith(
+        f"could not reach Telnyx after 1 attempt(s): TLS failed (the CA bundle '{short_path}/empty.pem': "
+    )
+
+
+def test_a_proxy_url_of_an_unknown_scheme_is_named(monkeypatch):
+    monkeypatch.setenv("TELNYX_BASE_URL", "https://telnyx.test/v2")
+    monkeypatch.setenv("HTTPS_PROXY", "ftp://127.0.0.1:9")
+    result, _ = start("c-ftp", max_retries=2)
+    assert str(result).startswith("could not reach Telnyx after 1 attempt(s): HTTPS_PROXY is not a proxy URL\n")
+
+
+def test_an_unforeseen_failure_shows_at_most_120_characters_of_its_text():
+    kind, detail, sent = internals.classify(KeyError("k" * 300), False)
+    assert (kind, sent) == ("other", False) and detail == "KeyError: " + "k" * 117 + "..."  # 120 in all
