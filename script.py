@@ -8,15 +8,16 @@
 # ///
 """Telnyx — Streaming start: fork a live call's audio to your WebSocket server.
 
-A Windmill script (also a plain Python function and a CLI). It POSTs
-``{base}/calls/{call_control_id}/actions/streaming_start`` with the body you give, exactly as the
-original hub script does, and adds what a live call needs: the body is checked before anything is
-sent, a retry can never start a second stream (one ``command_id`` for every attempt), the whole
+A Windmill script (also a plain Python function; its command line is script_cli.py in a clone). It
+POSTs ``{base}/calls/{call_control_id}/actions/streaming_start`` with the body you give, exactly as
+the original hub script does, and adds what a live call needs: the body is checked before anything
+is sent, a retry can never start a second stream (one ``command_id`` for every attempt), the whole
 call (connecting, waiting, reading, retries) ends by a deadline, and errors say what to fix. The
-API key is never printed, logged, raised or returned.
+API key is never printed, logged, raised or returned. ``answer`` sends Telnyx's answer command with
+the same guarantees (the shipped webhook flow imports it).
 
-Read top to bottom: the resource type and ``main``, the body's fields (the ONE place they are
-defined: the validator and ``script.schema.json`` are built from it), then what ``main`` calls.
+Read top to bottom: the resource type, ``main`` and ``answer``, the body's fields (the ONE place they
+are defined: the validator and ``script.schema.json`` are built from it), then what they call.
 """
 
 from __future__ import annotations
