@@ -1254,20 +1254,18 @@ def _classify(exc: BaseException, sent: bool) -> _Failure:
     kind, detail = _what_failed(exc)
     if kind == "other" and sent:  # an unforeseen failure once the request went out: the answer was the trouble
         kind = "unusable"
-    return _Failure(kind, detail, sent or kind == "unusable")  # an unusable answer was an answer
+    return _Failure(kind, detail, sent)
 
 
 def _what_failed(exc: BaseException) -> tuple:
     chain: List[BaseException] = []
     seen: BaseException | None = exc
-    while seen is not None and len(chain) < 16:
+    while seen is not None and len(chain) < 16:  # urllib3 and requests raise each wrapper from its cause
         chain.append(seen)
-        reason = getattr(seen, "reason", None)
-        arg = next((a for a in seen.args if isinstance(a, BaseException)), None)
-        seen = reason if isinstance(reason, BaseException) else arg or seen.__cause__ or seen.__context__
+        seen = seen.__cause__ or seen.__context__
     found = lambda *kinds: next((e for e in chain if isinstance(e, kinds)), None)  # noqa: E731
     os_error = next((e for e in chain if isinstance(e, OSError) and e.strerror), None)
-    why = _show_text(os_error.strerror if os_error is not None and os_error.strerror else "", 120)
+    why = os_error.strerror if os_error is not None else ""  # the OS's words: "Connection refused"
     bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
     if found(requests.exceptions.InvalidProxyURL, urllib3.exceptions.ProxySchemeUnknown):
         return "proxy", "HTTPS_PROXY is not a proxy URL"
@@ -1281,9 +1279,9 @@ def _what_failed(exc: BaseException) -> tuple:
     if found(ssl.SSLError, urllib3.exceptions.SSLError):
         setting = f"the CA bundle {_show(bundle)}: " if bundle else ""
         return "tls", f"TLS failed ({setting}{_ssl_reason(chain)})"
-    if found(socket.gaierror):  # under urllib3's NameResolutionError, which knows the host
-        host = getattr(getattr(found(urllib3.exceptions.NameResolutionError), "conn", None), "host", None)
-        return "resolve", f"the host name {_show(host)} did not resolve" if host else "a name did not resolve"
+    name_error = found(urllib3.exceptions.NameResolutionError)  # raised from socket.gaierror; knows the host
+    if name_error is not None:
+        return "resolve", f"the host name {_show(name_error.conn.host)} did not resolve"
     if found(urllib3.exceptions.NewConnectionError, ConnectionRefusedError):
         return "connect", f"no connection ({why or 'refused'})"
     if found(urllib3.exceptions.ConnectTimeoutError):
