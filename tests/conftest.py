@@ -177,6 +177,22 @@ class Internals:
         return script._DeadlineGuard(deadline)
 
     @staticmethod
+    def watchdog_round_as_the_pool_takes_a_connection_back(monkeypatch: pytest.MonkeyPatch) -> None:
+        """The watchdog's worst moment, made to happen every time: as urllib3's pool takes a connection
+        back (its _put_conn), every attempt under way is cancelled, as a round of the watchdog would
+        whose deadline just passed. No live test can time that window."""
+        import urllib3.connectionpool
+
+        put_conn = urllib3.connectionpool.HTTPConnectionPool._put_conn
+
+        def cancel_first(pool: Any, conn: Any) -> None:
+            for attempt in list(script._WATCHED):
+                attempt.cancel()
+            put_conn(pool, conn)
+
+        monkeypatch.setattr(urllib3.connectionpool.HTTPConnectionPool, "_put_conn", cancel_first)
+
+    @staticmethod
     def masked(value: Any, api_key: str) -> Any:
         """Masking a value no answer can hold (not JSON at all)."""
         return script._masked(value, api_key)

@@ -482,3 +482,32 @@ def test_a_proxy_url_of_an_unknown_scheme_is_named(monkeypatch):
 def test_an_unforeseen_failure_shows_at_most_120_characters_of_its_text():
     kind, detail, sent = internals.classify(KeyError("k" * 300), False)
     assert (kind, sent) == ("other", False) and detail == "KeyError: " + "k" * 117 + "..."  # 120 in all
+
+
+def test_a_cancel_as_the_pool_takes_the_connection_back_never_reaches_it(serve, monkeypatch):
+    server = serve(drip_or_answer)  # keep-alive, answers at once
+    internals.watchdog_round_as_the_pool_takes_a_connection_back(monkeypatch)
+    for n in range(3):  # each answer read whole, its connection released before the cancel: untouched
+        assert start(f"ok-pool-{n}", max_retries=0)[0] == {"data": {"answers": f"ok-pool-{n}"}}
+    assert server.connections == 1  # one connection, reused: no cancel ever cut it
+
+
+def test_a_connect_that_finishes_after_its_deadline_is_never_handed_to_another_call(serve, monkeypatch):
+    server = serve(drip_or_answer)
+    real = socket.getaddrinfo
+    slow = threading.Event()
+
+    def resolver(host, port, *args, **kwargs):  # the first lookup takes 0.6 s: the deadline (0.3 s) cuts it
+        if host == "localhost" and not slow.is_set():
+            slow.set()
+            time.sleep(0.6)
+        return real("127.0.0.1" if host == "localhost" else host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    monkeypatch.setenv("TELNYX_BASE_URL", f"http://localhost:{server.port}/v2")
+    result, _ = start("ok-late", deadline_s=0.3, max_retries=0)
+    assert isinstance(result, script.TelnyxConnectionError)
+    while server.connections < 1:  # the abandoned connect arrives at the server, late
+        time.sleep(0.01)
+    assert start("ok-next", max_retries=0)[0] == {"data": {"answers": "ok-next"}}
+    assert server.connections == 2  # the next call opened its own: the late one was never used
