@@ -957,6 +957,33 @@ def _ensure_watchdog() -> None:
     _WATCHDOG[:] = [thread]
 
 
+_CONNECTORS: List[Any] = []  # the process's connect threads, reused (a forked child makes its own)
+
+
+def _in_a_connect_thread(run: Any) -> None:
+    """Run ``run`` once, on one of the process's connect threads: reused, since starting a thread per
+    connect costs as much as the connect. When no thread can start, it runs here (socket timeouts bound
+    all but a name lookup); a task a broken executor kept is never run a second time."""
+    once = threading.Lock()
+
+    def run_once() -> None:
+        if once.acquire(blocking=False):
+            run()
+
+    with _WATCH_LOCK:
+        if not _CONNECTORS:
+            from concurrent.futures import ThreadPoolExecutor  # on the first connect, not at import
+
+            _CONNECTORS.append(ThreadPoolExecutor(32, thread_name_prefix="telnyx-streaming-start-connect"))
+        connector = _CONNECTORS[0]
+    try:
+        connector.submit(run_once)
+    except RuntimeError:  # no thread can start now; the next connect tries a new executor
+        with _WATCH_LOCK:
+            _CONNECTORS.clear()
+        run_once()
+
+
 class _DeadlinePassed(OSError):
     """Raised in place of a connect that the deadline cut off (name lookup, addresses, TLS, proxy)."""
 
@@ -993,10 +1020,7 @@ class _DeadlineBoundConnection:
                 self._telnyx_connecting = False
                 done.set()
 
-        try:
-            threading.Thread(target=run, name="telnyx-streaming-start-connect", daemon=True).start()
-        except RuntimeError:  # no thread can start now: connect here (socket timeouts bound all but a lookup)
-            run()
+        _in_a_connect_thread(run)
         if not done.wait(max(attempt.deadline - time.monotonic(), 0)):
             self._telnyx_abandoned = True  # its thread may still set it up: the pool must never hand it out
             attempt.cancel()
@@ -1125,6 +1149,7 @@ def _after_fork() -> None:
     _ADAPTER, _ADAPTER_LOCK, _WATCH_LOCK, _KEYS_LOCK = None, threading.Lock(), threading.Lock(), threading.Lock()
     _WATCHED.clear()
     _WATCHDOG.clear()  # threads do not survive a fork: the child starts its own
+    _CONNECTORS.clear()
 
 
 if hasattr(os, "register_at_fork"):  # POSIX
