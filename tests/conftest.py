@@ -193,6 +193,11 @@ class Internals:
         monkeypatch.setattr(urllib3.connectionpool.HTTPConnectionPool, "_put_conn", cancel_first)
 
     @staticmethod
+    def attempts_watched() -> int:
+        """How many attempts the watchdog is watching (each attempt leaves the list when it ends)."""
+        return len(script._WATCHED)
+
+    @staticmethod
     def masked(value: Any, api_key: str) -> Any:
         """Masking a value no answer can hold (not JSON at all)."""
         return script._masked(value, api_key)

@@ -44,6 +44,7 @@ def tls_context() -> ssl.SSLContext:
 
 
 DAMAGED: list[bytes] = []
+RECEIVED: set[str] = set()  # every command_id drip_or_answer read, on any connection
 
 
 def drip_or_answer(conn: socket.socket, request: bytes) -> None:
@@ -56,6 +57,7 @@ def drip_or_answer(conn: socket.socket, request: bytes) -> None:
         except ValueError:  # a request cut while it was written: another call's cut reached this one
             DAMAGED.append(request)
             return
+        RECEIVED.add(command_id)
         body = json.dumps({"data": {"answers": command_id}}).encode()
         whole = answer(200, [("Content-Type", "application/json")], body).replace(b"Connection: close\r\n", b"")
         if command_id.startswith(("drip", "edge")):
@@ -107,8 +109,10 @@ def test_calls_the_deadline_cuts_never_touch_the_healthy_calls_beside_them(serve
         assert result == {"data": {"answers": command_id}}, (command_id, result)
     for command_id, result, took in outcomes["cut"]:  # each ended by its deadline: its own answer, or none
         assert took < 0.12 + 0.5, (command_id, took, result)
-        if isinstance(result, script.TelnyxConnectionError):  # a byte was written: run it again with the command_id
-            assert f"command_id={command_id}," in str(result), result
+        if isinstance(result, script.TelnyxConnectionError):  # "nothing was sent" only when the server got nothing
+            received = command_id in RECEIVED
+            assert ("Nothing was sent" not in str(result)) if received else True, result
+            assert f"pass body.command_id = {command_id!r}" in str(result) or not received, result
         else:
             assert command_id.startswith("edge") and result == {"data": {"answers": command_id}}, result
     assert server.connections < 240  # the healthy calls shared pooled connections
@@ -325,6 +329,8 @@ def test_the_keys_kept_for_masking_are_the_last_32(serve):
     for key in keys:
         assert script.main({"apiKey": key}, "v3:x", {"stream_url": URL}, max_retries=0) == {"data": {"result": "ok"}}
     assert internals.keys_remembered() == keys[-32:]
+    script.main({"apiKey": keys[-32]}, "v3:x", {"stream_url": URL}, max_retries=0)  # the oldest, used again
+    assert internals.keys_remembered() == [*keys[-31:], keys[-32]]  # ... is the newest now
     result = everything_said(script.main({"apiKey": keys[0]}, "v3:x", {"stream_url": URL}, max_retries=0))
     assert keys[0] not in result and internals.keys_remembered()[-1] == keys[0]  # used again: the newest
 
@@ -511,3 +517,27 @@ def test_a_connect_that_finishes_after_its_deadline_is_never_handed_to_another_c
         time.sleep(0.01)
     assert start("ok-next", max_retries=0)[0] == {"data": {"answers": "ok-next"}}
     assert server.connections == 2  # the next call opened its own: the late one was never used
+
+
+def test_the_bounds_hold_at_their_edge_and_name_the_field():
+    at_most = [{"name": "a", "value": "b"}] * 1000
+    assert len(script.check_body({"stream_url": URL, "custom_parameters": at_most})["custom_parameters"]) == 1000
+    with pytest.raises(script.TelnyxInputError) as many:
+        script.check_body({"stream_url": URL, "custom_parameters": [*at_most, {"name": "c", "value": "d"}]})
+    assert many.value.field == "body.custom_parameters"
+    sixty_four = {f"k{n}": 1 for n in range(63)} | {"stream_url": URL}
+    with pytest.raises(script.TelnyxInputError, match=r"^body has an unknown field 'k0'"):
+        script.check_body(sixty_four)  # 64 keys are read: then the unknown ones are named
+    with pytest.raises(script.TelnyxInputError) as sixty_five:
+        script.check_body({**sixty_four, "k63": 1})
+    assert (sixty_five.value.field, str(sixty_five.value)) == (
+        "body",
+        "body has more than 64 keys: no streaming_start object has that many.",
+    )
+
+
+def test_every_attempt_leaves_the_watch_list(serve):
+    serve(drip_or_answer)
+    start("ok-watch", max_retries=0)
+    start("drip-watch", deadline_s=0.2, max_retries=1)
+    assert internals.attempts_watched() == 0
