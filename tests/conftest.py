@@ -1,9 +1,11 @@
 """Fixtures: real servers on 127.0.0.1 only (the emulator, pytest-httpserver, the receiver).
 
-The script gets a base URL through TELNYX_BASE_URL, as users set it; requests and urllib3 are never
-patched. One thing is: test_deadline's slow resolver wraps socket.getaddrinfo (no test may change the
-machine's resolver, and a lookup that hangs is what it must show). Tests use script.py's public names
-(its __all__); the few private parts a test truly needs are reached through ``internals`` below.
+The script gets a base URL through TELNYX_BASE_URL, as users set it. Three things are wrapped, each to
+make a moment happen that no live server can time: socket.getaddrinfo (a slow resolver, in
+test_deadline and test_shared: no test may change the machine's resolver), and urllib3's pool taking
+a connection back (Internals.watchdog_round_as_the_pool_takes_a_connection_back). Tests use
+script.py's public names (its __all__); the few private parts a test truly needs are reached through
+``internals`` below.
 """
 
 from __future__ import annotations
