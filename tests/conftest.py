@@ -234,6 +234,19 @@ def serve(monkeypatch):
         server.__exit__(None, None, None)  # re-raises what a handler raised (other than the client hanging up)
 
 
+CERT = ROOT / "tests" / "tls" / "127.0.0.1.pem"  # self-signed for IP 127.0.0.1 (its own CA), valid to 2126
+TRANSPORT_SETTINGS = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+
+
+def tls_context() -> Any:
+    """A server-side TLS context with CERT (trusted by a client only when a CA bundle setting names it)."""
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(CERT, ROOT / "tests" / "tls" / "127.0.0.1.key")
+    return context
+
+
 @pytest.fixture
 def short_path() -> Iterator[Path]:
     """A folder whose path is short enough to be shown whole in a message (messages cut values at 80

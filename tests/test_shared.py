@@ -21,26 +21,16 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
-from conftest import AUTH, KEY, ROOT, URL, everything_said, internals
+from conftest import AUTH, CERT, KEY, ROOT, TRANSPORT_SETTINGS, URL, everything_said, internals, tls_context
 from rawserver import RawServer, answer, read_request, replying, silent
 
 import script
 
-CERT = ROOT / "tests" / "tls" / "127.0.0.1.pem"  # self-signed for IP 127.0.0.1: its own CA
-
 
 @pytest.fixture(autouse=True)
 def clean_environment(fresh_adapter, monkeypatch):
-    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+    for name in (*TRANSPORT_SETTINGS, "NO_PROXY", "no_proxy"):  # (the proxy test must not be bypassed)
         monkeypatch.delenv(name, raising=False)
-    for name in ("NO_PROXY", "no_proxy"):
-        monkeypatch.delenv(name, raising=False)
-
-
-def tls_context() -> ssl.SSLContext:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(CERT, ROOT / "tests" / "tls" / "127.0.0.1.key")
-    return context
 
 
 DAMAGED: list[bytes] = []

@@ -5,33 +5,25 @@ connection pool's bounds. Servers are raw sockets on 127.0.0.1 (tests/rawserver.
 from __future__ import annotations
 
 import contextlib
-import ssl
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from conftest import AUTH, KEY, ROOT, URL
+from conftest import AUTH, CERT, KEY, TRANSPORT_SETTINGS, URL, tls_context
 from rawserver import RawServer, answer, keep_alive, replying
 
 import script
 
 OK = b'{"data":{"result":"ok"}}'
 KEPT_ALIVE = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 24\r\n\r\n" + OK
-CERT = ROOT / "tests" / "tls" / "127.0.0.1.pem"  # self-signed for IP 127.0.0.1, valid to 2126
 
 
 @pytest.fixture(autouse=True)
 def clean_environment(fresh_adapter, monkeypatch):
-    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+    for name in TRANSPORT_SETTINGS:
         monkeypatch.delenv(name, raising=False)
-
-
-def tls_context() -> ssl.SSLContext:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(CERT, ROOT / "tests" / "tls" / "127.0.0.1.key")
-    return context
 
 
 def call(**kwargs: Any) -> Any:
