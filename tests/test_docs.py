@@ -27,7 +27,7 @@ DOCS = sorted((ROOT / "docs").glob("*.md"))
 def test_readme_opens_with_what_it_is_and_the_two_commands():
     first = README.split("\n\n")[1]
     assert first.startswith("A Windmill script that starts a Telnyx media stream")
-    block = re.search(r"```sh\n(.*?)```", README, re.S).group(1).strip().splitlines()
+    block = README.split("```")[1].strip().splitlines()
     assert [line.split()[0:2] for line in block] == [["./dev", "demo"], ["./dev", "test"]]
     assert "./dev test" in (ROOT / ".ci" / "run").read_text()
 
@@ -59,7 +59,11 @@ def shell_blocks() -> list[tuple[str, str]]:
     found = []
     for path in [ROOT / "README.md", *DOCS]:
         text = path.read_text()
-        for match in re.finditer(r"```sh\n(.*?)```", text, re.S):
+        first = re.search(r"^```\n(.*?)```", text, re.S | re.M) if path.name == "README.md" else None
+        for match in [
+            *([first] if first else []),
+            *re.finditer(r"```sh\n(.*?)```", text, re.S),
+        ]:  # the two commands too
             line = text[: match.start()].count("\n") + 1
             found.append((f"{path.relative_to(ROOT)}:{line}", match.group(1)))
     return found
