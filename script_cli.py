@@ -12,6 +12,7 @@ import inspect
 import json
 import math
 import os
+import re
 import sys
 from types import ModuleType
 from typing import Any, Dict, List, NoReturn
@@ -132,9 +133,23 @@ def cli(argv: List[str] | None = None, script: ModuleType | None = None) -> int:
 
 
 def _fail(script: ModuleType, error: Exception, code: int) -> int:
-    """The error on stderr, in a shell's words: the job's advice for a refused key speaks of the resource."""
-    print(f"error: {str(error).replace(script.HINTS['10009'], AUTH_FIX)}", file=sys.stderr)
+    """The error on stderr, in a shell's words: the job's advice for a refused key speaks of the resource,
+    and main's parameters are named as the options the user typed."""
+    text = str(error).replace(script.HINTS["10009"], AUTH_FIX)
+    quoted = getattr(error, "response_text", "") or ""  # Telnyx's own answer is quoted as it came
+    parts = text.split(quoted, 1) if quoted and quoted in text else [text]
+    print(f"error: {quoted.join(_options(part) for part in parts)}", file=sys.stderr)
     return code
+
+
+# main's parameters -> the options of this command line that set them (an input error names one in
+# its ``field``; the advice of the other errors names them in its text)
+OPTIONS = {"timeout_s": "--timeout", "deadline_s": "--deadline", "max_retries": "--retries"}
+_PARAMETER = re.compile(r"\b(" + "|".join(OPTIONS) + r")\b")
+
+
+def _options(text: str) -> str:
+    return _PARAMETER.sub(lambda found: OPTIONS[found.group(1)], text)
 
 
 def _finite(value: Any) -> Any:
