@@ -18,8 +18,9 @@ layout `wmill sync pull` uses, windmill-cli 1.819):
 synced folder's own settings stay as they are. When that wmill.yaml's `includes`/`excludes` would
 keep these files out of the user's own `wmill sync push`, the export says what to add.
 
-Deploy with the per-item commands (README, "Add it to Windmill"), never `wmill sync push` from a
-folder that holds only these files: sync push deletes every remote item missing locally.
+It then prints the steps that follow, in order (README, "Windmill in five minutes"): log in, the
+resource, flow.yaml's settings, the per-item push commands (never `wmill sync push` from a folder that
+holds only these files: sync push deletes every remote item missing locally), the webhook token and URL.
 JSON is valid YAML: the .yaml files are written as JSON, which windmill-cli's YAML parser reads.
 """
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -44,12 +46,21 @@ DESCRIPTION = (
 FOLDER_META = "{}\n"
 FLOW = "start_stream_on_answer"
 FLOW_DIR = ROOT / "deploy" / f"{FLOW}.flow"
-DEPLOY_COMMANDS = [
+# What follows the export, as main() prints it (README, "Windmill in five minutes", says the same)
+LOGIN = "wmill workspace add my-workspace <workspace id> https://<your windmill>/ --token <token>"
+TYPE_PUSH = "wmill resource-type push telnyx.resource-type.yaml telnyx"  # before the resource: it has this type
+PUSH_COMMANDS = [
     "wmill folder push telnyx",
-    "wmill resource-type push telnyx.resource-type.yaml telnyx",
     f"wmill script push {FOLDER}/{NAME}.py",
     f"wmill flow push {FOLDER}/{FLOW}.flow {FOLDER}/{FLOW}",
 ]
+WEBHOOK_URL = (
+    f"https://<your windmill>/api/w/<workspace id>/jobs/run/f/{FOLDER}/{FLOW}?token=<token>&raw=true"
+    "&include_header=telnyx-signature-ed25519,telnyx-timestamp"
+)
+# What `wmill script push` 1.819 prints with no wmill.yaml and no `wmill generate-metadata` run, word for word
+# up to here: harmless, as the export wrote the script's form and lock
+CLI_NOTES = ("No wmill.yaml found", "No metadata generated yet")
 
 
 def files() -> dict[str, str]:
@@ -140,10 +151,36 @@ def main(argv: list[str]) -> int:
             f"\nnote: {target / 'wmill.yaml'} keeps {', '.join(outside)} out of `wmill sync push`: add "
             f"'{FOLDER}/**' to its includes (and remove what excludes them), or deploy with the commands below."
         )
-    print(f"\nDeploy these items only (nothing else in the workspace is touched):\n  cd {target}")
-    for command in DEPLOY_COMMANDS:
-        print(f"  {command}")
+    print(next_steps(target.absolute()))
     return 0
+
+
+def next_steps(target: Path) -> str:
+    """The steps after the export, in the order they must happen."""
+    folder = shlex.quote(str(target))
+    push = "\n".join(f"      {command}" for command in PUSH_COMMANDS)
+    return f"""
+Next, in this order:
+ 1. Log in once: install windmill-cli (npm install -g windmill-cli), make a token (Windmill > your name >
+    Account settings > Tokens), then run this (with no terminal, wmill workspace add needs --token):
+      {LOGIN}
+ 2. Push the resource type, then create your telnyx resource holding your API key (Windmill > Resources >
+    Add a resource > telnyx; the key: portal.telnyx.com > Account settings > Keys):
+      cd {folder}
+      {TYPE_PUSH}
+ 3. Fill in the flow's settings in {target / FOLDER / (FLOW + ".flow") / "flow.yaml"}:
+    public_key (portal.telnyx.com > Keys & Credentials > Public Key), auth ($res: and your resource's
+    path, e.g. $res:u/you/telnyx) and stream_url (your WebSocket server).
+ 4. Push the folder, the script and the flow. Each command creates or updates one item and touches
+    nothing else (never `wmill sync push` from here: it deletes every item this folder lacks):
+{push}
+    windmill-cli then prints "{CLI_NOTES[0]}" and "{CLI_NOTES[1]} ... Run 'wmill
+    generate-metadata'": both are harmless here (the export wrote the script's form and lock), so run
+    neither wmill init nor wmill generate-metadata. It also writes wmill-lock.yaml in this folder.
+ 5. Make a webhook token: the flow's Triggers tab > Webhooks (it runs this flow and nothing else).
+ 6. Give your Call Control application this webhook URL, on one line (jobs/run/f/ runs a flow, and
+    {FOLDER}/{FLOW} is its path: hence f/f/):
+      {WEBHOOK_URL}"""
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from conftest import ROOT
@@ -31,10 +32,10 @@ OURS = {  # every write the deploy may send: to these items, nothing else
 
 
 def readme_commands() -> list[str]:
-    """The deploy block of README.md, as a user copies it."""
+    """The deploy blocks of README.md (the two after its deploy-commands mark), as a user copies them."""
     text = (ROOT / "README.md").read_text()
-    block = text.split("<!-- deploy-commands", 1)[1].split("```", 2)[1]
-    return [line.split("  #")[0].strip() for line in block.strip().splitlines() if line.strip()]
+    blocks = text.split("<!-- deploy-commands", 1)[1].split("```")[1:4:2]
+    return [line.split("  #")[0].strip() for block in blocks for line in block.strip().splitlines() if line.strip()]
 
 
 def deploy(folder: Path, api: StandIn) -> list[subprocess.CompletedProcess]:
@@ -99,11 +100,21 @@ def test_a_new_workspace_gets_the_folder_the_resource_type_and_the_script(tmp_pa
     assert list(ws.flows) == [FLOW]
     flow = ws.flows[FLOW]
     assert flow["path"] == FLOW and flow["summary"].startswith("Telnyx")
-    (step,) = flow["value"]["modules"]  # one step: one job per webhook
+    (step,) = scripts_of(flow["value"])  # one script step, wherever it sits: one job per webhook
     shipped = ROOT / "deploy" / "start_stream_on_answer.flow"
-    assert step["value"]["content"] == (shipped / "on_call_event.py").read_text()  # !inline resolved by the CLI
-    assert step["value"]["lock"] == (shipped / "on_call_event.lock").read_text()
-    assert "from f.telnyx.streaming_start import" in step["value"]["content"]  # the deployed script, by path
+    assert step["content"] == (shipped / "on_call_event.py").read_text()  # !inline resolved by the CLI
+    assert step["lock"] == (shipped / "on_call_event.lock").read_text()
+    assert "from f.telnyx.streaming_start import" in step["content"]  # the deployed script, by path
+
+
+def scripts_of(value) -> list[dict]:
+    """Every rawscript step's value in a flow value, branches included."""
+    if isinstance(value, dict):
+        found = [value] if value.get("type") == "rawscript" else []
+        return found + [s for v in value.values() for s in scripts_of(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in scripts_of(v)]
+    return []
 
 
 def crowded_workspace() -> Workspace:
@@ -219,3 +230,138 @@ def test_the_export_adds_only_its_files_and_says_what_wmill_yaml_lacks(tmp_path)
     )
     assert "keeps f/telnyx/streaming_start.py out" in excluded.stdout
     assert "streaming_start.script.yaml" not in excluded.stdout.split("note:")[1].split("add")[0]
+
+
+# -- what ./dev windmill-export prints after the files: the next steps, in order --------------------
+
+
+def export_steps(folder: Path) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "deploy.export", str(folder)], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split("\nNext, in this order:\n", 1)[1]
+
+
+def printed_commands(steps: str) -> list[str]:
+    """The command lines of the steps (indented 6, as a user copies them), in order."""
+    return [line.strip() for line in steps.splitlines() if re.match(r" {6}(wmill|cd) ", line)]
+
+
+def test_the_export_ends_with_the_steps_that_follow_in_order(tmp_path):
+    steps = export_steps(tmp_path / "my-workspace")
+    flat = " ".join(steps.split())
+    order = [
+        "wmill workspace add my-workspace <workspace id> https://<your windmill>/ --token <token>",  # log in
+        "create your telnyx resource",
+        f"{tmp_path}/my-workspace/f/telnyx/start_stream_on_answer.flow/flow.yaml",
+        "public_key",
+        "auth ($res:",
+        "stream_url",
+        "wmill folder push telnyx",
+        "wmill flow push",
+        "webhook token",
+        f"/jobs/run/f/{FLOW}?token=<token>&raw=true&include_header=telnyx-signature-ed25519,telnyx-timestamp",
+    ]
+    at = [flat.find(words) for words in order]
+    assert -1 not in at and at == sorted(at), dict(zip(order, at))
+    assert "with no terminal, wmill workspace add needs --token" in flat
+    # the resource has the telnyx type: the type's push is part of the resource's step, before flow.yaml
+    assert flat.index("create your telnyx resource") < flat.index("wmill resource-type push") < flat.index("flow.yaml")
+    assert "hence f/f/" in flat and "sync push" in flat  # the URL's path explained; sync push warned against
+    # windmill-cli's notes that need no action, named as it prints them
+    assert '"No wmill.yaml found"' in flat and "\"No metadata generated yet ... Run 'wmill generate-metadata'\"" in flat
+
+
+def test_the_readme_gives_the_same_steps(tmp_path):
+    steps = export_steps(tmp_path / "my-workspace")
+    commands = printed_commands(steps)
+    readme = " ".join(
+        (ROOT / "README.md").read_text().split("## Windmill in five minutes", 1)[1].split("\n## ")[0].split()
+    )
+    assert commands[0].startswith("wmill workspace add ") and f"`{commands[0]}`" in readme  # log in, in the prose
+    in_readme = [c.replace("~/my-workspace", str(tmp_path / "my-workspace")) for c in readme_commands()[1:]]
+    assert in_readme == commands[1:]
+    for words in ("create your telnyx resource", "public_key", "`auth`", "stream_url", "No wmill.yaml found"):
+        assert words in readme, words
+    assert readme.index("resource-type push") < readme.index("public_key") < readme.index("wmill folder push")
+
+
+def placeholders(command: str, api: StandIn) -> str:
+    """What a user puts in the placeholders: their Windmill, its workspace, their token."""
+    command = command.replace("https://<your windmill>/", api.base_url).replace("<workspace id>", "test")
+    return command.replace("<token>", "t0k3n")
+
+
+def settings_of(value) -> list[dict]:
+    """Every step's input_transforms in a flow value, wherever the step sits (branches included)."""
+    if isinstance(value, dict):
+        found = [value["input_transforms"]] if "input_transforms" in value else []
+        return found + [s for v in value.values() for s in settings_of(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in settings_of(v)]
+    return []
+
+
+def test_the_printed_steps_followed_with_no_terminal_deploy_the_flow_with_your_settings(tmp_path):
+    """A user follows the export's steps one by one, in a shell with no terminal (as CI or an agent)."""
+    if not WMILL.exists():
+        pytest.fail("windmill-cli is not installed: run ./dev test (it runs npm ci in tests/windmill)")
+    folder = tmp_path / "my-workspace"
+    steps = export_steps(folder)
+    commands = printed_commands(steps)
+    env = {**os.environ, "NO_COLOR": "1", "HOME": str(tmp_path), "WMILL_CONFIG_DIR": str(tmp_path / "config")}
+    cwd, said = tmp_path, []
+    with StandIn() as api:
+
+        def wmill(command: str) -> subprocess.CompletedProcess:
+            words = shlex.split(placeholders(command, api))
+            assert words[0] == "wmill", command
+            run = subprocess.run(
+                [str(WMILL), *words[1:]], cwd=cwd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True
+            )
+            assert run.returncode == 0, f"{command}\n{run.stdout}\n{run.stderr}"
+            said.append(run.stdout + run.stderr)
+            return run
+
+        # without --token, with no terminal, windmill-cli cannot log in (what step 1 warns of)
+        assert "Pass the token in --token" in wmill(commands[0].split(" --token")[0]).stdout
+        assert not (tmp_path / "config" / "windmill" / "activeWorkspace").exists()
+        for command in commands:
+            if command.startswith("cd "):
+                cwd = Path(shlex.split(command)[1])
+                assert cwd == folder
+                continue
+            if command.startswith("wmill folder push"):  # steps 2 and 3: the user's part, in Windmill and in a file
+                assert "telnyx" in api.workspace.resource_types  # the resource's type is there first
+                api.workspace.resources["u/alice/telnyx"] = {"resource_type": "telnyx", "value": {"apiKey": "K"}}
+                flow_yaml = folder / "f" / "telnyx" / "start_stream_on_answer.flow" / "flow.yaml"
+                text = flow_yaml.read_text().replace("$res:u/you/telnyx", "$res:u/alice/telnyx")
+                text = text.replace("wss://your-server.example.com/media", "wss://bot.example.com/media")
+                text, filled = re.subn(r"(public_key:\s+type: static\s+value: )''", r"\1'PUBLIC-KEY-B64'", text)
+                assert filled == 1
+                flow_yaml.write_text(text)
+            wmill(command)
+    assert not api.unknown, api.unknown
+    assert set(api.writes()) <= OURS | {("POST", "/api/workspaces/exists")}, api.writes()
+    assert {r.headers.get("Authorization") for r in api.requests} == {"Bearer t0k3n"}  # logged in, no flag after
+    (event,) = [s for s in settings_of(api.workspace.flows[FLOW]["value"]) if "public_key" in s]
+    assert event["auth"]["value"] == "$res:u/alice/telnyx" and event["public_key"]["value"] == "PUBLIC-KEY-B64"
+    assert event["stream_url"]["value"] == "wss://bot.example.com/media"
+    assert list(api.workspace.scripts) == ["f/telnyx/streaming_start"]
+    # windmill-cli printed the notes the steps call harmless, and the script kept the export's form
+    notes = re.findall(r'"([^"]+?)(?: \.\.\.[^"]*)?"', " ".join(steps.split("windmill-cli then prints", 1)[1].split()))
+    script_push = next(s for s in said if "streaming_start.py pushed" in s)
+    assert len(notes) >= 2 and all(note.split(" ...")[0] in script_push for note in notes[:2]), (notes, script_push)
+    assert api.workspace.scripts["f/telnyx/streaming_start"]["schema"] == json.loads(
+        (ROOT / "script.schema.json").read_text()
+    )
+    # the webhook URL of step 6 runs this flow: jobs/run/f/ and the flow's path
+    (url,) = [line.strip() for line in steps.splitlines() if "/jobs/run/" in line and line.startswith("      ")]
+    parts = urlsplit(placeholders(url, api))
+    assert parts.path.removeprefix("/api/w/test/jobs/run/f/") in api.workspace.flows
+    assert parse_qs(parts.query) == {
+        "token": ["t0k3n"],
+        "raw": ["true"],
+        "include_header": ["telnyx-signature-ed25519,telnyx-timestamp"],
+    }

@@ -2,10 +2,10 @@
 for receiving Telnyx's webhooks as a Windmill flow's webhook does.
 
 It keeps one workspace's folders, scripts, flows, resource types and resources in memory, answers the
-routes windmill-cli 1.819 calls for the per-item push commands (the shapes follow Windmill's OpenAPI
-spec, backend/windmill-api/openapi.yaml, and what windmill-cli's bundle reads of each answer), and
-records every request. A route it does not know is recorded too and answered 404, so a test sees
-every call the CLI made, including ones nobody expected.
+routes windmill-cli 1.819 calls for `wmill workspace add` and the per-item push commands (the shapes
+follow Windmill's OpenAPI spec, backend/windmill-api/openapi.yaml, and what windmill-cli's bundle
+reads of each answer), and records every request. A route it does not know is recorded too and
+answered 404, so a test sees every call the CLI made, including ones nobody expected.
 
 ``POST /api/w/test/jobs/run/f/<flow path>`` is a flow's async webhook (backend/windmill-api/src/jobs.rs,
 run_flow_by_path): it needs a token (``?token=`` or a Bearer header; 401 without), turns the request
@@ -123,6 +123,8 @@ class StandIn:
             return 200, USER
         if r.method == "GET" and r.path == "/api/version":
             return 200, "v1.819.0"
+        if r.method == "POST" and r.path == "/api/workspaces/exists":  # `wmill workspace add` asks first
+            return 200, isinstance(r.body, dict) and r.body.get("id") == self.WORKSPACE
         if not r.path.startswith(prefix):
             return self._unknown(r)
         rest = r.path[len(prefix) :]
