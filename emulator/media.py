@@ -2,9 +2,11 @@
 
 Frames follow Telnyx's media streaming docs (developers.telnyx.com, "Media Streaming"): ``connected``,
 ``start``, ``media`` every 20 ms per track (real time, or as fast as the socket takes them with ``fast``), ``stop``.
-With ``stream_bidirectional_mode`` set, the server's ``media`` / ``mark`` / ``clear`` frames are
-played back in real time; a bad frame gets Telnyx's ``error`` frame. Nothing the stream server
-does (refusing, closing early, not reading) can crash the emulator: it shows as streaming.failed.
+With ``stream_bidirectional_mode`` rtp, the server's ``media`` / ``mark`` / ``clear`` frames are
+played back in real time; a bad frame gets Telnyx's ``error`` frame. What Telnyx would NOT do with what
+the server sends (media on a stream that is not rtp, a codec that does not fit) is said once a stream,
+in the log, the stream's summary and the page (``Stream.warnings``). Nothing the stream server does
+(refusing, closing early, not reading) can crash the emulator: it shows as streaming.failed.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from websockets.exceptions import ConnectionClosed, WebSocketException
 
 import audio_codecs as audio  # the codecs, shared with the example server
 
-from .models import Backend, Stream
+from .codec_check import CodecCheck
+from .models import Backend, Notice, Stream
 from .playback import Mark, Playback
 
 log = logging.getLogger("emulator.media")
@@ -43,6 +46,29 @@ TRACKS = {
     "inbound_track": ("inbound",),
     "outbound_track": ("outbound",),
     "both_tracks": ("inbound", "outbound"),
+}
+# What Telnyx does with the frames a stream server sends, by stream_bidirectional_mode. Its media streaming
+# AsyncAPI page (developers.telnyx.com/api-reference/websockets/stream-call-media-over-websocket, "Bidirectional
+# Media"): bidirectional streaming is enabled by setting the mode to rtp for RTP payloads, or by sending base64
+# MP3 frames, which "are queued and played in submission order, with a one-message-per-second rate limit";
+# the API spec's default mode is mp3 (its streaming_start and answer references), and
+# stream_bidirectional_codec is "used only with" rtp (the TeXML <Stream> reference). So:
+# - rtp: media is raw audio in stream_bidirectional_codec, played; marks and clears act on it.
+# - mp3: media must be an MP3 file, at most one a second (100005 beyond); raw audio is never played.
+# - not set: NOT documented. A public report (deepgram/deepclaw, issue 6 and its fix, PR 8) found that Telnyx
+#   drops what the server sends on such a stream, with no error. The emulator chooses the same: nothing is
+#   played, echoed or answered, no error frame is sent, and the user is told once per stream.
+NOT_PLAYED = {
+    None: "Telnyx plays them only with stream_bidirectional_mode rtp (this stream has none): the caller "
+    "heard none of them",
+    "mp3": "they are not MP3 files, and with stream_bidirectional_mode mp3 Telnyx plays MP3 files only: the "
+    "caller heard none of them; raw audio plays with stream_bidirectional_mode rtp",
+}
+NOT_BIDIRECTIONAL = {
+    "mark": "Telnyx answers marks only on a bidirectional stream (stream_bidirectional_mode rtp; this stream "
+    "has none): none was echoed",
+    "clear": "Telnyx clears only on a bidirectional stream (stream_bidirectional_mode rtp; this stream has "
+    "none): nothing was cleared",
 }
 ERRORS = {
     100002: "unknown_error",
@@ -109,6 +135,7 @@ class _Session:
         self.mode = params.get("stream_bidirectional_mode")
         self.back_codec = params.get("stream_bidirectional_codec", "PCMU")
         self.playback = Playback(stream.played_rate, stream.played)  # what the server sends back
+        self.codec_check = CodecCheck(self.back_codec)  # does what it sends fit stream_bidirectional_codec?
         self.sequence = 0
         self.send_lock = asyncio.Lock()
         self.last_mp3 = -math.inf
@@ -269,8 +296,34 @@ class _Session:
     async def _read(self, ws: ClientConnection) -> None:
         with contextlib.suppress(ConnectionClosed, asyncio.TimeoutError, OSError):
             async for message in ws:
-                if self.mode in ("rtp", "mp3"):  # otherwise Telnyx ignores what the server sends
+                if self.mode in ("rtp", "mp3"):
                     await self._handle(ws, message)
+                else:  # not bidirectional: dropped, no error (see NOT_PLAYED), but the user is told
+                    self._not_bidirectional(message)
+
+    def _not_bidirectional(self, message: str | bytes) -> None:
+        try:
+            frame = json.loads(message) if isinstance(message, str) else None
+        except ValueError:
+            frame = None
+        event = frame.get("event") if isinstance(frame, dict) else None
+        self.stream.received[event if event in ("media", "mark", "clear") else "other"] += 1
+        if event == "media":
+            self._ignored("media", NOT_PLAYED[None])
+        elif event in NOT_BIDIRECTIONAL:
+            self._ignored(event, NOT_BIDIRECTIONAL[event])
+
+    def _ignored(self, event: str, why: str) -> None:
+        """One more ``event`` frame Telnyx would not act on; said the first time only."""
+        self.stream.ignored[event] += 1
+        self._warn(event, Notice(event, why))
+
+    def _warn(self, kind: str, notice: Notice) -> None:
+        """Tell the user, once per stream and kind: the log now, the summary and the page from now on."""
+        if kind in self.stream.warnings:
+            return
+        self.stream.warnings[kind] = notice
+        self.backend.say(f"!! {self.name}: {notice.said()}")
 
     async def _handle(self, ws: ClientConnection, message: str | bytes) -> None:
         try:
@@ -280,6 +333,7 @@ class _Session:
         if not isinstance(frame, dict):
             return await self._error(ws, 100003, "not a JSON object")
         event = frame.get("event")
+        self.stream.received[event if event in ("media", "mark", "clear") else "other"] += 1
         if event == "media":
             payload = (frame.get("media") or {}).get("payload") if isinstance(frame.get("media"), dict) else None
             if not isinstance(payload, str):
@@ -307,11 +361,15 @@ class _Session:
 
     async def _queue_audio(self, ws: ClientConnection, data: bytes) -> None:
         if self.mode == "mp3":
+            mp3 = _looks_like_mp3(data)
+            if not mp3:  # raw audio, e.g. from a bot made for rtp
+                self._ignored("media", NOT_PLAYED["mp3"])
             now = time.monotonic()
             if now - self.last_mp3 < 1.0:
                 return await self._error(ws, 100005, "at most one mp3 media frame a second")
             self.last_mp3 = now
-            self.stream.mp3_received.append(data)
+            if mp3:
+                self.stream.mp3_received.append(data)
             return None
         if self.back_codec not in audio.SAMPLE_RATES:  # G722, OPUS, AMR-WB: kept, not decoded
             return None
@@ -320,7 +378,22 @@ class _Session:
         except ValueError as exc:
             return await self._error(ws, 100004, str(exc))
         self.playback.audio(samples)
+        sent = self.codec_check.add(data)
+        if sent is not None:
+            self._warn("codec", Notice("", self._codec_mismatch(sent)))
         return None
+
+    def _codec_mismatch(self, sent: str) -> str:
+        told = (
+            ", the codec it receives (start.media_format)"
+            if sent == self.codec
+            else f" (it receives {self.codec}, start.media_format)"
+        )
+        return (
+            f"your server sends {sent} audio{told}, but Telnyx plays it as {self.back_codec} "
+            f"(stream_bidirectional_codec): the caller hears noise; set stream_bidirectional_codec to "
+            f"{sent}, or send {self.back_codec}"
+        )
 
     async def _play(self, ws: ClientConnection) -> None:
         """Play 20 ms of what the server sent back; echo the marks it reached."""
@@ -339,7 +412,8 @@ class _Session:
 
     def _timeline(self, kind: str, detail: str) -> None:
         at = round(time.monotonic() - self.stream.started_at, 3)
-        self.stream.timeline.append({"at": at, "kind": kind, "detail": detail})
+        played = round(len(self.stream.played) / self.stream.played_rate, 3)  # the caller had heard this much
+        self.stream.timeline.append({"at": at, "kind": kind, "detail": detail, "played_s": played})
 
     async def _error(self, ws: ClientConnection, code: int, detail: str) -> None:
         self.stream.errors_sent.append(code)
@@ -355,8 +429,11 @@ class _Session:
     def _stopped(self) -> None:
         self.stream.state = "stopped"
         frames = ", ".join(f"{track} {count} frames" for track, count in sorted(self.stream.frames_sent.items()))
+        ignored = ", ".join(f"{count} {event}" for event, count in sorted(self.stream.ignored.items()))
         self.backend.say(
-            f"{self.name}: stopped ({frames or 'no frames'}, {len(self.stream.played)} samples played back)"
+            f"{self.name}: stopped ({frames or 'no frames'}, {len(self.stream.played)} samples played back"
+            + (f"; not acted on, as said above: {ignored}" if ignored else "")
+            + ")"
         )
         self.backend.emit(self.call, "streaming.stopped", stream=self.stream, stream_id=self.stream.stream_id)
 
@@ -377,6 +454,17 @@ class _Session:
                 "track": stream.params.get("stream_track", "inbound_track"),
             },
         )
+
+
+def _looks_like_mp3(data: bytes) -> bool:
+    """An MP3 file starts with an ID3 tag or an MPEG audio frame header: the sync word (11 bits set), then a
+    version, layer, bitrate and sample rate that are not reserved (G.711 silence, all 0xFF, is not one)."""
+    if data[:3] == b"ID3":
+        return True
+    if len(data) < 4 or data[0] != 0xFF or data[1] & 0xE0 != 0xE0:
+        return False
+    version, layer, bitrate, rate = (data[1] >> 3) & 3, (data[1] >> 1) & 3, data[2] >> 4, (data[2] >> 2) & 3
+    return version != 1 and layer != 0 and bitrate != 0xF and rate != 3
 
 
 def _stream_codec(requested: str | None, call_codec: str) -> str:

@@ -96,6 +96,26 @@ class Fault:
         return cls(**{k: v for k, v in spec.items() if k in known})
 
 
+@dataclass
+class Notice:
+    """What Telnyx would do with what a stream server sent, said once a stream. ``event``: the frames it
+    counts (``Stream.ignored[event]``), or "" for a warning with no count (a codec that does not fit)."""
+
+    event: str
+    text: str  # after "your server sent N <event> frames; ", or the whole warning when event is ""
+
+    def render(self, counts: collections.Counter | dict[str, int]) -> str:
+        """The words the summary and the page show, with the count so far."""
+        if not self.event:
+            return self.text
+        count = counts.get(self.event, 0)
+        return f"your server sent {count} {self.event} frame{'' if count == 1 else 's'}; {self.text}"
+
+    def said(self) -> str:
+        """The words the log says, once, when the first such frame arrives (no count yet)."""
+        return f"your server sends {self.event} frames; {self.text}" if self.event else self.text
+
+
 class Media(Protocol):
     def start(self, stream: Stream) -> None: ...
     def stop(self, stream: Stream) -> None: ...
@@ -117,6 +137,12 @@ class Stream:
     mark_waits: list[int] = field(default_factory=list)
     errors_sent: list[int] = field(default_factory=list)
     mp3_received: list[bytes] = field(default_factory=list)
+    # what your server sent, by event (media, mark, clear, other), and of those the frames Telnyx would
+    # not act on (media not played, marks not echoed, clears that clear nothing: see media.py)
+    received: collections.Counter = field(default_factory=collections.Counter)
+    ignored: collections.Counter = field(default_factory=collections.Counter)
+    # what Telnyx would do with what your server sent, in words, once per kind (media.py says each once)
+    warnings: dict[str, Notice] = field(default_factory=dict)
     # for the page: the last 20 ms's peak per track (inbound, outbound; "back" = played back), 0 to 1,
     # and marks and clears with their time in seconds from the stream's start
     levels: dict[str, float] = field(default_factory=dict)
@@ -143,6 +169,9 @@ class Stream:
             "mark_waits_samples": list(self.mark_waits),
             "errors_sent": list(self.errors_sent),
             "mp3_received": len(self.mp3_received),
+            "received": dict(self.received),
+            "ignored": dict(self.ignored),
+            "warnings": [w.render(self.ignored) for w in self.warnings.values()],
             "levels": dict(self.levels),
             "timeline": list(self.timeline),
         }
@@ -209,6 +238,9 @@ class Backend:
         self.faults: dict[str, collections.deque] = collections.defaultdict(collections.deque)
         self.lock = threading.RLock()
         self.narrate: Any = None  # a callable taking one line: what happens, as it happens (python -m emulator)
+        # what a call made from the page or POST /_emulator/calls gets unless its body says otherwise:
+        # python -m emulator's --codec, --audio, --duration, --listen, --webhook-url, as its own calls
+        self.call_defaults: dict[str, Any] = {}
 
     def say(self, line: str) -> None:
         if self.narrate is not None:
