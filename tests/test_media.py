@@ -187,6 +187,7 @@ def test_bidirectional_audio_is_played_back_and_the_mark_echoed_after_it(live_em
     with bidirectional_receiver(tmp_path, [media_frame(back), mark("after-audio")]) as rx:
         report, stream = play_until_echoed(live_emulator, rx, {"stream_bidirectional_codec": "PCMU"})
     assert stream.played == audio.decode(audio.encode(back, "PCMU"), "PCMU")  # all of it, unchanged
+    assert stream.summary()["warnings"] == []  # the codec fits: nothing to say
     events = [f["event"] for f in report.frames]
     assert events.count("mark") == 1
     mark_at = events.index("mark")
@@ -254,6 +255,114 @@ def test_frames_from_a_one_way_stream_are_ignored(media_emulator, tmp_path):
         (report,) = rx.wait(1, timeout=20)
     assert not [f for f in report.frames if f["event"] in ("error", "mark")]
     assert len(media_emulator.wait_streams(call)[0].played) == 0
+
+
+# -- what Telnyx would do with what your server sends, said once per stream -------------------------------------
+NOT_RTP = (
+    "Telnyx plays them only with stream_bidirectional_mode rtp (this stream has none): the caller heard none of them"
+)
+
+
+def wait_until(check, what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"never happened: {what}"
+        time.sleep(0.01)
+
+
+def play_until_counted(emu, rx, body: dict, frames: int):
+    """Start a 30 s call's stream, wait until the emulator has counted ``frames`` frames from the receiver,
+    then stop the stream: (report, the emulator's stream, what the emulator said)."""
+    said: list[str] = []
+    emu.narrate(said.append)
+    call = emu.create_call(duration_s=30)
+    start(call, {"stream_url": rx.url, **body})
+    (stream,) = emu.call(call).streams
+    wait_until(lambda: sum(stream.received.values()) >= frames, f"{frames} frames counted")
+    stop = requests.post(
+        f"{emu.base_url}/calls/{call}/actions/streaming_stop",
+        json={},
+        headers={"Authorization": f"Bearer {KEY}"},
+        timeout=5,
+    )
+    assert stop.status_code == 200
+    (report,) = rx.wait(1, timeout=20)
+    emu.wait_streams(call)
+    return report, stream, said
+
+
+def said_once(said: list[str], words: str) -> str:
+    (line,) = [line for line in said if words in line]
+    return line
+
+
+def test_media_mark_and_clear_on_a_stream_that_is_not_rtp_are_not_played_and_said_once(live_emulator, tmp_path):
+    speech = audio.tones(8000, 1.12, (523, 659))
+    frames = [media_frame(speech[at : at + 160]) for at in range(0, len(speech), 160)]  # 56 frames of 20 ms
+    with bidirectional_receiver(tmp_path, [*frames, mark("greeting-done"), {"event": "clear"}]) as rx:
+        report, stream, said = play_until_counted(live_emulator, rx, {"stream_track": "both_tracks"}, 58)
+    assert len(frames) == 56 and len(stream.played) == 0  # the caller heard nothing
+    assert not [f for f in report.frames if f["event"] in ("error", "mark")]  # as reported of Telnyx: no error
+    summary = requests.get(live_emulator.base_url.replace("/v2", f"/_emulator/calls/{stream.call.call_control_id}"))
+    (reported,) = summary.json()["streams"]  # what the page reads
+    assert reported["received"] == reported["ignored"] == {"media": 56, "mark": 1, "clear": 1}
+    assert reported["warnings"] == [
+        f"your server sent 56 media frames; {NOT_RTP}",
+        "your server sent 1 mark frame; Telnyx answers marks only on a bidirectional stream "
+        "(stream_bidirectional_mode rtp; this stream has none): none was echoed",
+        "your server sent 1 clear frame; Telnyx clears only on a bidirectional stream "
+        "(stream_bidirectional_mode rtp; this stream has none): nothing was cleared",
+    ]
+    line = said_once(said, "your server sends media frames")  # once, not once a frame
+    assert line.split(" ", 1)[1] == f"!! stream {stream.stream_id[:8]}: your server sends media frames; {NOT_RTP}"
+    said_once(said, "your server sends mark frames")
+    said_once(said, "your server sends clear frames")
+    assert "not acted on, as said above: 1 clear, 1 mark, 56 media)" in said_once(said, ": stopped (")
+
+
+def test_raw_audio_on_an_mp3_stream_is_not_played_and_said_once(live_emulator, tmp_path):
+    mp3 = {"event": "media", "media": {"payload": base64.b64encode(b"ID3\x04\x00" + bytes(200)).decode()}}
+    raw = [media_frame(audio.tones(8000, 0.02, (523,))) for _ in range(10)]  # a bot made for rtp: 20 ms frames
+    said: list[str] = []
+    live_emulator.narrate(said.append)
+    with bidirectional_receiver(tmp_path, [mp3, *raw, mark("after")]) as rx:
+        report, stream = play_until_echoed(live_emulator, rx, {"stream_bidirectional_mode": "mp3"})
+    summary = stream.summary()
+    assert summary["received"] == {"media": 11, "mark": 1} and summary["ignored"] == {"media": 10}
+    assert summary["mp3_received"] == 1 and len(stream.played) == 0
+    assert summary["warnings"] == [
+        "your server sent 10 media frames; they are not MP3 files, and with stream_bidirectional_mode mp3 Telnyx "
+        "plays MP3 files only: the caller heard none of them; raw audio plays with stream_bidirectional_mode rtp"
+    ]
+    # Telnyx's documented limit, one MP3 message a second: the frames right after the first get 100005 (all ten,
+    # unless the machine stalled the emulator for a second between two of them)
+    codes = [f["payload"]["code"] for f in report.frames if f["event"] == "error"]
+    assert set(codes) == {100005} and len(codes) >= 5, codes
+    said_once(said, "your server sends media frames; they are not MP3 files")
+
+
+@pytest.mark.parametrize(("sent", "declared"), [("PCMU", "PCMA"), ("PCMA", "PCMU"), ("L16", "PCMU")], ids=lambda c: c)
+def test_a_server_sending_another_codec_than_the_bidirectional_one_is_told_the_caller_hears_noise(
+    live_emulator, tmp_path, sent, declared
+):
+    rate = audio.SAMPLE_RATES[sent]
+    speech = audio.tones(rate, 1.0, (523, 659, 784), level=0.25)  # 50 frames of 20 ms, as the bot sends them
+    step = rate // 50
+    frames = [media_frame(speech[at : at + step], sent) for at in range(0, len(speech), step)]
+    said: list[str] = []
+    live_emulator.narrate(said.append)
+    with bidirectional_receiver(tmp_path, [*frames, mark("spoken")]) as rx:
+        _, stream = play_until_echoed(live_emulator, rx, {"stream_bidirectional_codec": declared})
+    assert len(frames) == 50 and stream.received["media"] == 50
+    received = (
+        ", the codec it receives (start.media_format)" if sent == "PCMU" else " (it receives PCMU, start.media_format)"
+    )
+    words = (
+        f"your server sends {sent} audio{received}, but Telnyx plays it as {declared} (stream_bidirectional_codec): "
+        f"the caller hears noise; set stream_bidirectional_codec to {sent}, or send {declared}"
+    )
+    assert stream.summary()["warnings"] == [words]
+    assert said_once(said, "the caller hears noise").endswith(words)
 
 
 def wait_for_events(emulator, call, count, timeout=10.0):
@@ -438,6 +547,31 @@ def test_demo_runs_end_to_end(tmp_path, how):
     # the round trip: the bot's speech, the caller cutting in, the clear, the mark released by it
     assert "the caller spoke over the bot: sent clear (barge-in)" in done.stdout
     assert "mark 'greeting-done' came back" in done.stdout and "the caller heard 1." in done.stdout
+
+
+def test_the_demo_names_why_the_caller_did_not_hear_the_bot(live_emulator, tmp_path):
+    """The demo's verdict (demo.verdict: exit code 1 when it lists anything) on the settings a bot failed with:
+    both tracks and no stream_bidirectional_mode. The oracle is the emulator's own account, not the verdict."""
+    import demo
+    from stream_server import TalkBack
+
+    bot = TalkBack(seconds=1.0)  # 2 media frames of 0.5 s, a mark, then a clear when the caller cuts in
+    with Receiver(tmp_path / "rx", on_frame=bot) as rx:
+        call = live_emulator.create_call(duration_s=1.0, listen_s=0.5)
+        start(call, {"stream_url": rx.url, "stream_track": "both_tracks"})
+        rx.wait(1, timeout=30)
+    (stream,) = live_emulator.wait_streams(call)
+    summary = stream.summary()
+    assert summary["received"] == {"media": 2, "mark": 1, "clear": 1} and summary["played_samples"] == 0
+    problems = demo.verdict(summary, bot, 8000)
+    assert problems[:4] == [
+        f"the bot's audio did not reach the caller as sent: your server sent 2 media frames; {NOT_RTP}",
+        "the bot's audio did not reach the caller as sent: your server sent 1 mark frame; Telnyx answers marks "
+        "only on a bidirectional stream (stream_bidirectional_mode rtp; this stream has none): none was echoed",
+        "the bot's audio did not reach the caller as sent: your server sent 1 clear frame; Telnyx clears only on "
+        "a bidirectional stream (stream_bidirectional_mode rtp; this stream has none): nothing was cleared",
+        "the caller heard none of the bot's audio",
+    ]
 
 
 def test_receiver_flags_frames_out_of_order():
