@@ -92,26 +92,45 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ready = json.loads(emulator.stdout.readline())  # type: ignore[union-attr]
         print(f"emulator   {ready['base_url']}  (python -m emulator)")
-        print(f"page       {ready['ui_url']}  (open it now: it lives as long as the demo)")
+        print(f"page       {ready['ui_url']}  (open it now: {_PAGE_LIFE[_interactive()]})")
         bot = TalkBack(seconds=3.0)
         with Receiver(args.out, on_frame=bot) as receiver:
             print(f"receiver   {receiver.url}  (python -m stream_server --talk)")
             problems = _run(ready, receiver, webhooks, args)
             problems += _round_trip(ready, bot, rate, out)
+            _keep_the_page_open(ready["ui_url"])
     finally:
         emulator.terminate()
         code = emulator.wait(10)
         webhooks.shutdown()
     if code != 0:
         problems.append(f"the emulator exited with {code}")
-    print("\nresult: " + ("OK" if not problems else "PROBLEMS: " + "; ".join(problems)))
+    print("\nresult: " + ("OK" if not problems else "PROBLEMS (exit code 1):\n  - " + "\n  - ".join(problems)))
     print(
         "\nnext:\n"
         "  ./dev demo --incoming          as the webhook flow does it: an incoming call answered with its stream\n"
         "  .venv/bin/python -m emulator   your own emulator: open the ui_url it prints, make calls from its page\n"
-        "  README.md, 'The emulator and an example stream server': stream to your own server"
+        "  README.md, 'The emulator, an example stream server, the command line': stream to your own server"
     )
     return 1 if problems else 0
+
+
+# What the page's life is: on a terminal the demo waits for Enter before it stops the emulator
+_PAGE_LIFE = {True: "it stays open until you press Enter at the end", False: "it closes when the demo ends"}
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def _keep_the_page_open(url: str) -> None:
+    """On a terminal, the emulator and its page stay up until the user is done looking."""
+    if not _interactive():
+        return
+    try:
+        input(f"\nthe page {url} stays open: press Enter to stop the emulator and end the demo ")
+    except (EOFError, KeyboardInterrupt):  # Ctrl-D or Ctrl-C: done too
+        print()
 
 
 def _run(ready: dict[str, Any], receiver: Receiver, webhooks: _Webhooks, args: argparse.Namespace) -> list[str]:
@@ -214,13 +233,23 @@ def _round_trip(ready: dict[str, Any], bot: TalkBack, rate: int, out: Path) -> l
         print(f"  {at:6.2f} s  {what}")
     print(f"  the caller heard {heard:.2f} s of the bot's {bot.seconds:g} s (the rest was cleared)")
     print(f"  what the caller heard of it: {out / ('played-' + stream['stream_id'] + '.wav')}")
-    problems = []
+    return verdict(stream, bot, rate)
+
+
+def verdict(stream: dict[str, Any], bot: TalkBack, rate: int) -> list[str]:
+    """What went wrong with the bot's half, the cause first: what the emulator says Telnyx would have done
+    with what the bot sent (its stream summary's warnings: e.g. audio on a stream that is not rtp, a
+    codec that does not fit), then what the caller and the bot saw."""
+    heard = stream["played_samples"] / rate
+    problems = [f"the bot's audio did not reach the caller as sent: {warning}" for warning in stream["warnings"]]
+    if bot.said and heard == 0:
+        problems.append("the caller heard none of the bot's audio")
+    elif not 0.5 <= heard < bot.seconds - 0.5:
+        problems.append(f"the caller heard {heard:.2f} s of the bot, not a cut greeting")
     if bot.cleared_at is None:
         problems.append("the bot never heard the caller cut in")
     if bot.mark_at is None:
         problems.append("the mark never came back")
-    if not 0.5 <= heard < bot.seconds - 0.5:
-        problems.append(f"the caller heard {heard:.2f} s of the bot, not a cut greeting")
     return problems
 
 
