@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     emulator.start()
     options = {"codec": args.codec, "audio": args.audio, "webhook_url": args.webhook_url, "duration_s": args.duration}
     options["listen_s"] = args.listen
+    emulator.backend.call_defaults = {k: v for k, v in options.items() if v is not None}  # the page's calls too
     call_ids = [emulator.create_call(**options) for _ in range(max(args.calls, 1) - 1)]
     call_ids.insert(0, emulator.create_call(call_control_id=args.call_control_id, **options))
     call_id = call_ids[0]

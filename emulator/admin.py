@@ -40,8 +40,9 @@ class AdminRoutes:
         """A new call. With ``direction``: ``incoming`` rings (call.initiated, parked) until your
         application answers it, or rings out after ``ring_timeout_s``; ``outgoing`` is answered by the
         callee (``POST /_emulator/calls/{id}/pickup``, or ``pickup_after_s``). Without: a call already
-        answered, ready to stream (for the command line and the demo)."""
-        options = dict(body or {})
+        answered, ready to stream (for the command line and the demo). Options not given are those of
+        ``python -m emulator``'s own calls (``call_defaults``): a call from the page listens first too."""
+        options = {**self.backend.call_defaults, **dict(body or {})}  # as python -m emulator's own calls
         known = {
             "codec",
             "audio",

@@ -4,6 +4,7 @@ while a stream runs, its buttons work, a screenshot shows a page, and it does no
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -192,14 +193,28 @@ def test_the_page_shows_what_the_api_reports_and_updates_while_a_stream_runs(bro
             page.close()
 
 
+async def speak_into_a_one_way_stream(report, frame, ws):
+    """A bot that speaks on start (3 frames of 20 ms), whatever the stream's settings."""
+    if frame["event"] == "start":
+        for _ in range(3):
+            await ws.send(
+                json.dumps({"event": "media", "media": {"payload": base64.b64encode(b"\x7f" * 160).decode()}})
+            )
+
+
 def test_the_page_plays_what_a_bot_said_and_says_why_a_stream_failed(browser, monkeypatch, tmp_path):
     from stream_server import TalkBack
 
     bot = TalkBack(seconds=1.0)
-    with Emulator(api_key=KEY) as emulator, Receiver(tmp_path / "rx", on_frame=bot) as receiver:
+    with (
+        Emulator(api_key=KEY) as emulator,
+        Receiver(tmp_path / "rx", on_frame=bot) as receiver,
+        Receiver(tmp_path / "unheard", on_frame=speak_into_a_one_way_stream) as one_way,
+    ):
         monkeypatch.setenv("TELNYX_BASE_URL", emulator.base_url)
         talking = emulator.create_call(duration_s=30, listen_s=5)
         nobody = emulator.create_call(duration_s=30)
+        unheard = emulator.create_call(duration_s=30)
         closed = socket.socket()
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
@@ -214,6 +229,7 @@ def test_the_page_plays_what_a_bot_said_and_says_why_a_stream_failed(browser, mo
             }
             script.main({"apiKey": KEY}, talking, body)
             script.main({"apiKey": KEY}, nobody, {"stream_url": f"ws://127.0.0.1:{port}"})
+            script.main({"apiKey": KEY}, unheard, {"stream_url": one_way.url})  # no stream_bidirectional_mode
             page.wait_for(f'document.querySelector(\'[data-call="{talking}"] [data-track="back"] audio\')')
             played = page.js(f"document.querySelector('[data-call=\"{talking}\"] .played').textContent")
             assert int(played) > 0
@@ -222,15 +238,55 @@ def test_the_page_plays_what_a_bot_said_and_says_why_a_stream_failed(browser, mo
                 "failed: connection_failed (nobody listens on stream_url: is your stream server running, "
                 "and reachable from Telnyx?)"
             )
+            # what Telnyx would do with the one-way stream's audio: the API's words, on the page, once
+            warning = f"document.querySelector('[data-call=\"{unheard}\"] [data-warning]')?.textContent"
+            page.wait_for(f"({warning} ?? '').startsWith('your server sent 3 media frames')")
+            assert page.js(warning) == api(emulator, f"/_emulator/calls/{unheard}")["streams"][0]["warnings"][0]
+            assert page.js(f"document.querySelectorAll('[data-call=\"{unheard}\"] [data-warning]').length") == 1
+            assert page.js(f"document.querySelectorAll('[data-call=\"{talking}\"] [data-warning]').length") == 0
             with urllib.request.urlopen(emulator.ui_url.replace("/_emulator/ui", "/favicon.ico"), timeout=5) as icon:
                 assert icon.headers["Content-Type"] == "image/png" and icon.read().startswith(b"\x89PNG")
         finally:
             page.close()
 
 
-def base64_png(page: Page) -> bytes:
-    import base64
+def test_new_call_on_the_page_listens_first_as_the_command_lines_calls(browser, monkeypatch, tmp_path):
+    """The page's "New call" gets python -m emulator's own options (here its default --listen, 1.5 s): the
+    caller is silent 1.5 s, then talks, exactly as on the call the command line made."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "emulator", "--quiet", "--fast", "--duration", "1"],
+        cwd=Path(script.__file__).parent,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        ready = json.loads(process.stdout.readline())  # type: ignore[union-attr]
+        monkeypatch.setenv("TELNYX_BASE_URL", ready["base_url"])
+        page = Page(browser)
+        try:
+            page.open(ready["ui_url"])
+            page.js("document.querySelector('#new-call').click()")
+            page.wait_for("document.querySelectorAll('[data-call]').length === 2")
+        finally:
+            page.close()
+        with urllib.request.urlopen(ready["ui_url"].replace("/ui", "/state"), timeout=5) as answer:
+            calls = [c["call_control_id"] for c in json.loads(answer.read())["calls"]]
+        (from_the_page,) = set(calls) - {ready["call_control_id"]}
+        heard = {}
+        with Receiver(tmp_path / "rx") as receiver:
+            for index, call in enumerate([ready["call_control_id"], from_the_page]):
+                script.main({"apiKey": ready["api_key"]}, call, {"stream_url": receiver.url})
+                heard[call] = receiver.wait(index + 1, timeout=30)[index].samples("inbound")
+    finally:
+        process.terminate()
+        process.wait(10)
+    listened = next(i for i, sample in enumerate(heard[from_the_page]) if sample) / 8000
+    print(f"\nthe page's call: the caller listened {listened:.2f} s, then talked")
+    assert 1.5 <= listened < 1.6  # --listen's 1.5 s of silence, then the first tone (which starts at 0)
+    assert heard[from_the_page] == heard[ready["call_control_id"]]  # the same caller as the command line's
 
+
+def base64_png(page: Page) -> bytes:
     return base64.b64decode(page.call("Page.captureScreenshot", format="png")["data"])
 
 
