@@ -7,11 +7,13 @@
 #   "jsonschema>=4.18,<5",
 # ]
 # ///
-"""The flow "answer and stream every call": one step, one job, per Telnyx webhook.
+"""The flow "answer and stream every call": the one step (one job) an event that may need a command runs.
 
-Telnyx POSTs every event of a call to the same URL. This step verifies the event's Ed25519 signature
-over ``telnyx-timestamp|raw body`` with your account's public key (refusing forged, altered, unsigned
-and replayed events), reads Telnyx's envelope, then acts:
+Telnyx POSTs every event of a call to the same URL. The flow's branch predicate lets through only an
+incoming ``call.initiated``, a ``call.answered`` whose stream is not on yet and ``streaming.failed``;
+this step then verifies the event's Ed25519 signature over ``telnyx-timestamp|raw body`` with your
+account's public key (refusing forged, altered, unsigned and replayed events), reads Telnyx's
+envelope, and acts (it decides alone: run without the predicate, it does the same):
 
 - ``call.initiated``, direction ``incoming``: the call is parked, ringing, until someone answers it.
   The step answers it (Telnyx's ``answer``), and when every stream setting is one ``answer`` takes, the
@@ -21,6 +23,9 @@ and replayed events), reads Telnyx's envelope, then acts:
   without the stream fields): the step starts the stream (``streaming_start``).
 - anything else: nothing to do (``streaming.failed`` says why the stream failed).
 
+The stream suits a voice bot unless ``voice_bot`` is false (VOICE_BOT, RECORDER); ``stream_options``
+override it field by field. Settings are checked first, by name: a setting Windmill hands over as
+text (a ``$var:``) is read as a boolean when it says true or false, and refused otherwise.
 Each command carries the event's ``data.id`` as ``command_id``: Telnyx ignores a repeat within 60 s,
 so an event delivered twice is one answer and one stream. Both commands go through the deployed
 script f/telnyx/streaming_start (its checks, its deadline, its retries with one command_id, its errors;
@@ -53,6 +58,13 @@ URL_OPTIONS = "raw=true&include_header=telnyx-signature-ed25519,telnyx-timestamp
 # client_state of a call answered with its stream (base64, as Telnyx requires): its call.answered is done
 STREAMING_MARK = base64.b64encode(b'{"stream":"started with the answer"}').decode()
 CALL_ENDED = "90018"  # the caller hung up before the command arrived: nothing left to do
+# The stream a voice bot needs: the caller only (with both_tracks, a bot such as pipecat's takes the
+# call's outbound audio, its own voice included, as the caller speaking), and a way to speak back
+# (Telnyx plays raw audio from the server only with rtp; PCMU is what pipecat sends by default, and
+# a codec other than what the server sends plays as noise). All three are fields answer takes.
+VOICE_BOT = {"stream_track": "inbound_track", "stream_bidirectional_mode": "rtp", "stream_bidirectional_codec": "PCMU"}
+# A recorder or transcriber hears both sides and never speaks: no bidirectional fields.
+RECORDER = {"stream_track": "both_tracks"}
 
 
 class TelnyxWebhookError(ValueError):
@@ -71,13 +83,27 @@ def main(
     public_key: str = "",
     verify_signature: bool = True,
     stream_url: str = "",
+    voice_bot: bool = True,
     stream_options: dict | None = None,
     answer_incoming: bool = True,
     stream_outgoing: bool = True,
 ) -> dict:
     """Return ``{"action", "event_type", "event_id", "call_control_id", "why", "telnyx"}``; ``action``
     is ``answered_with_stream``, ``answered``, ``stream_started`` or ``none``."""
-    if raw_string is None or raw_string == "":
+    verify_signature = _flag("verify_signature", verify_signature)
+    answer_incoming = _flag("answer_incoming", answer_incoming)
+    stream_outgoing = _flag("stream_outgoing", stream_outgoing)
+    options = _stream_options(stream_options)
+    stream_settings = {**(VOICE_BOT if _flag("voice_bot", voice_bot) else RECORDER), **options}
+    if stream_settings.get("stream_bidirectional_mode") in (None, "") and "stream_bidirectional_codec" not in options:
+        stream_settings.pop("stream_bidirectional_codec", None)  # no talk-back: no codec of ours either
+    if public_key is not None and not isinstance(public_key, str):
+        raise TelnyxWebhookError(
+            f"public_key must be text, the key itself (base64 of 32 bytes), got {_kind(public_key)}: copy it "
+            "from portal.telnyx.com > Keys & Credentials > Public Key into the flow's public_key setting.",
+            "public_key",
+        )
+    if raw_string is None or raw_string == "" or not isinstance(raw_string, str):
         raise TelnyxWebhookError(
             "raw_string is missing: the webhook URL Telnyx posts to must end with "
             f"?token=...&{URL_OPTIONS} (raw=true hands this step the exact body Telnyx signed).",
@@ -98,16 +124,14 @@ def main(
             "envelope",
         )
     seen["call_control_id"] = call_control_id
-    stream = check_body(
-        {**(stream_options or {}), "stream_url": stream_url or (stream_options or {}).get("stream_url")}
-    )
+    stream = check_body({**stream_settings, "stream_url": stream_url or stream_settings.get("stream_url")})
     if event_type == "call.initiated":
         if direction != "incoming":
             why = f"call.initiated ({direction}): the callee answers; the stream starts on call.answered."
             return {**seen, "action": "none", "why": why}
         if not answer_incoming:
             return {**seen, "action": "none", "why": "call.initiated (incoming): answer_incoming is off."}
-        if set(stream) <= set(ANSWER_FIELDS):  # the stream starts with the answer: the least silence
+        if set(stream) <= set(ANSWER_FIELDS):  # the stream starts with the answer: the shortest silence
             body, action = {**stream, "client_state": STREAMING_MARK, "command_id": event_id}, "answered_with_stream"
             why = "incoming call answered with its stream (one command; call.answered will start nothing more)"
         else:
@@ -125,6 +149,41 @@ def main(
     )
 
 
+def _kind(value: Any) -> str:
+    """What a setting holds, in words, never its value (it could be a secret put in the wrong place)."""
+    names = {dict: "an object", list: "a list", str: "text", bool: "a boolean", int: "a number", float: "a number"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _flag(name: str, value: Any) -> bool:
+    """A boolean setting. Windmill hands a ``$var:`` setting over as text: "true" and "false" (any case)
+    are read as booleans; any other text, or a number, is refused naming the setting."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    shown = f"the text {value[:20]!r}" if isinstance(value, str) and len(value) <= 20 else _kind(value)
+    raise TelnyxWebhookError(
+        f"the setting {name} must be true or false, got {shown}: set it to true or false in the flow "
+        "(a variable holding the text true or false works too). Nothing was sent to Telnyx.",
+        "settings",
+    )
+
+
+def _stream_options(value: Any) -> dict[str, Any]:
+    """The stream_options setting: an object of stream fields; null or blank means none."""
+    if value is None or value == "":
+        return {}
+    if isinstance(value, dict):
+        return value
+    raise TelnyxWebhookError(
+        f"the setting stream_options must be an object of stream fields, got {_kind(value)}: write it as an "
+        'object in the flow, e.g. {"stream_codec": "PCMU"} (a variable is always text: it cannot hold it). '
+        "Nothing was sent to Telnyx.",
+        "settings",
+    )
+
+
 def _send(seen: dict, action: str, why: str, command: Any, auth: Any, call_control_id: str, body: dict) -> dict:
     try:
         answered = command(auth, call_control_id, body)
@@ -135,7 +194,7 @@ def _send(seen: dict, action: str, why: str, command: Any, auth: Any, call_contr
     return {**seen, "action": action, "why": why, "telnyx": answered}
 
 
-def _verify(raw: str, signature: str | None, timestamp: str | None, public_key: str, now: float) -> None:
+def _verify(raw: str, signature: Any, timestamp: Any, public_key: str | None, now: float) -> None:
     """Telnyx's check: Ed25519 over ``timestamp|raw body``, a timestamp within 300 s of now."""
     if not (public_key or "").strip():
         raise TelnyxWebhookError(
@@ -144,6 +203,15 @@ def _verify(raw: str, signature: str | None, timestamp: str | None, public_key: 
             "knows the webhook URL could then answer and stream your calls).",
             "public_key",
         )
+    for header, value in (("telnyx-signature-ed25519", signature), ("telnyx-timestamp", timestamp)):
+        if value is not None and not isinstance(value, str):  # Windmill fills a missing header from the body
+            raise TelnyxWebhookError(
+                f"the event is unsigned: its {header} input is {_kind(value)}, not the header's text (a body "
+                f"key of that name fills it when the header did not reach the flow). Telnyx always sends it: "
+                f"add include_header=telnyx-signature-ed25519,telnyx-timestamp to the webhook URL, or this "
+                "event did not come from Telnyx.",
+                "signature",
+            )
     if not signature or not timestamp:
         missing = "telnyx-signature-ed25519" if not signature else "telnyx-timestamp"
         raise TelnyxWebhookError(

@@ -8,13 +8,17 @@ files): how a webhook's request becomes the flow's input, then each module in or
 - `FlowRunner.run(flow, args)`: backend/windmill-worker/src/worker_flow.rs. Modules run in order; a
   module's ``input_transforms`` are evaluated first (``static``: the value as is; ``javascript``: the
   expression, see eval_expr.mjs); a ``rawscript`` or ``script`` module is a job (harness.Worker: the
-  job wrapper, ``$res:``/``$var:`` resolved, null arguments with a default dropped). A failed job
-  fails the flow with its error. After a successful module, ``stop_after_if.expr`` is evaluated with
-  ``result`` and ``flow_input``, as ``Boolean(<expr>)``; when true the flow stops there: "skipped"
-  with ``skip_if_stopped``, else a success whose result is that module's. An expression gets 20 s,
-  up to 3 tries (windmill-jseval). A step's relative import of a workspace script is fetched from
+  job wrapper, ``$res:``/``$var:`` resolved, null arguments with a default dropped), a process of its
+  own. A failed job fails the flow with its error. After a successful module, ``stop_after_if.expr``
+  is evaluated with ``result`` and ``flow_input``, as ``Boolean(<expr>)``; when true the flow stops
+  there: "skipped" with ``skip_if_stopped``, else a success whose result is that module's. A
+  ``branchone`` module evaluates its branches' predicates inside the flow job (no process) and runs
+  the first true branch, or ``default``, as a subflow; an empty branch starts no job (FlowRunner.
+  _branchone says what Windmill does, with its functions' names). An expression gets 20 s, up to 3
+  tries (windmill-jseval). A step's relative import of a workspace script is fetched from
   ``windmill`` (the stand-in) as a worker's loader does (harness.py).
-Only what the shipped flow uses is modelled: no loops, branches, retries or suspends.
+Only what the shipped flow uses is modelled (no loops, branchall, retries, suspends, skip_if): a
+module or branch holding anything else is refused (NotImplementedError), never run differently.
 """
 
 from __future__ import annotations
@@ -73,6 +77,47 @@ def evaluate(exprs: dict[str, str], context: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
+def predicate(expr: str, flow_inputs: list[dict[str, Any]]) -> list[bool | str]:
+    """A branch predicate (``Boolean(<expr>)``) on many flow inputs at once, each at step 0 of a flow
+    (``result`` and ``previous_result`` are its arguments): True/False each, or the error's text."""
+    batch = [
+        {
+            "context": {"flow_input": args, "results": {}, "previous_result": args, "result": args},
+            "exprs": {"pred": f"Boolean({expr})"},
+        }
+        for args in flow_inputs
+    ]
+    done = subprocess.run(
+        ["node", "--max-old-space-size=2048", str(HERE / "eval_expr.mjs")],
+        input=json.dumps({"batch": batch}),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    answers = [item["pred"] for item in json.loads(done.stdout)]
+    return [a["__error__"] if isinstance(a, dict) else a for a in answers]
+
+
+def find_module(flow: dict[str, Any], module_id: str) -> dict[str, Any]:
+    """The module ``module_id`` of a flow, at any depth (inside a branch too)."""
+
+    def walk(modules: list[dict[str, Any]]) -> dict[str, Any] | None:
+        for module in modules:
+            if module["id"] == module_id:
+                return module
+            value = module["value"]
+            inner = [b["modules"] for b in value.get("branches", [])] + [value.get("default") or []]
+            for found in filter(None, map(walk, inner)):
+                return found
+        return None
+
+    found = walk(flow["value"]["modules"])
+    if found is None:
+        raise KeyError(f"the flow has no module {module_id!r}")
+    return found
+
+
 @dataclass
 class StepRun:
     id: str
@@ -84,10 +129,33 @@ class StepRun:
 class FlowRun:
     status: str  # "success", "skipped" (stopped early with skip_if_stopped) or "failure"
     result: Any
-    steps: list[StepRun] = field(default_factory=list)
+    steps: list[StepRun] = field(default_factory=list)  # every script job, branches included: each a process
+    flow_jobs: int = 1  # this flow's job and one per branch taken: run inside a worker, no process
+    branches: dict[str, int | None] = field(default_factory=dict)  # branchone id -> branch taken (None: default)
 
     def step(self, step_id: str) -> StepRun | None:
         return next((s for s in self.steps if s.id == step_id), None)
+
+    @property
+    def processes(self) -> int:
+        """The jobs that started a process (each a cold Python here): the script jobs."""
+        return len(self.steps)
+
+
+@dataclass
+class _Ended:
+    """How a module list (a flow, or a branch's subflow) ended: ``stop`` is None when it ran to its end,
+    else the ``skip_if_stopped`` of the early stop that ended it."""
+
+    failed: bool
+    result: Any
+    stop: bool | None = None
+
+
+# What a module may hold for this miniature; anything else (retry, sleep, suspend, skip_if, mock, ...)
+# is refused rather than silently run differently from Windmill.
+MODULE_KEYS = {"id", "summary", "value", "stop_after_if"}
+BRANCH_KEYS = {"summary", "expr", "modules"}
 
 
 @dataclass
@@ -101,28 +169,76 @@ class FlowRunner:
 
     def run(self, flow: dict[str, Any], flow_input: dict[str, Any]) -> FlowRun:
         run = FlowRun("success", None)
+        ended = self._modules(flow["value"]["modules"], flow_input, run)
+        run.result = ended.result
+        run.status = "failure" if ended.failed else "skipped" if ended.stop else "success"
+        return run
+
+    def _modules(self, modules: list[dict[str, Any]], flow_input: dict[str, Any], run: FlowRun) -> _Ended:
+        """One flow job's modules, in order (push_next_flow_job, then update_flow_status_after_job_completion)."""
         results: dict[str, Any] = {}
-        previous: Any = None
-        for module in flow["value"]["modules"]:
+        previous: Any = flow_input  # what step 0 sees as previous_result: the flow's arguments
+        last: Any = "{}"  # the result an empty branch hands on: the last job's, "{}" before any
+        for module in modules:
+            unknown = set(module) - MODULE_KEYS
+            if unknown:
+                raise NotImplementedError(f"module {module['id']}: {sorted(unknown)} are not modelled")
             value = module["value"]
             context = {"flow_input": flow_input, "results": results, "previous_result": previous}
-            transforms = value.get("input_transforms", {})
-            args = {k: t["value"] for k, t in transforms.items() if t["type"] == "static"}
-            args.update(evaluate({k: t["expr"] for k, t in transforms.items() if t["type"] == "javascript"}, context))
-            job = self._job(value, args, module["id"])
-            run.steps.append(StepRun(module["id"], args, job))
-            if not job.success:
-                run.status, run.result = "failure", job.result
-                return run
-            results[module["id"]] = previous = run.result = job.result
+            if value["type"] == "branchone":
+                ended = self._branchone(module, context, last, run)
+                if ended.failed or ended.stop is not None:
+                    return ended
+                result = ended.result
+            else:
+                transforms = value.get("input_transforms", {})
+                args = {k: t["value"] for k, t in transforms.items() if t["type"] == "static"}
+                exprs = {k: t["expr"] for k, t in transforms.items() if t["type"] == "javascript"}
+                args.update(evaluate(exprs, context))
+                job = self._job(value, args, module["id"])
+                run.steps.append(StepRun(module["id"], args, job))
+                if not job.success:
+                    return _Ended(True, job.result)
+                result = job.result
+            results[module["id"]] = previous = last = result
             stop = module.get("stop_after_if")
             if stop is not None:
                 # compute_bool_from_expr evaluates Boolean(<expr>): any value counts, by JavaScript's truth
-                stopped = evaluate({"stop": f"Boolean({stop['expr']})"}, {**context, "result": job.result})["stop"]
+                stopped = evaluate({"stop": f"Boolean({stop['expr']})"}, {**context, "result": result})["stop"]
                 if stopped:
-                    run.status = "skipped" if stop.get("skip_if_stopped") else "success"
-                    return run
-        return run
+                    return _Ended(False, result, bool(stop.get("skip_if_stopped")))
+        return _Ended(False, last)
+
+    def _branchone(self, module: dict[str, Any], context: dict[str, Any], last: Any, run: FlowRun) -> _Ended:
+        """compute_next_flow_transform's BranchOne: each branch's ``expr`` in order, as
+        ``Boolean(<expr>)`` inside the flow job (no process), ``result`` and ``previous_result`` being
+        the previous result; the first true one is taken, else ``default``. An expression that throws
+        fails the flow (the ``?`` after compute_bool_from_expr: handle_flow's error ends the flow job).
+        An empty branch starts no job at all (payload_from_modules gives None: EmptyInnerFlows) and the
+        flow goes on with the last job's result; a branch with modules is a subflow job of its own
+        (RawFlow, no process) whose arguments are the flow's (so its ``flow_input`` is the same). An
+        early stop inside it stops this flow too, with its skip flag (stop_early_override: a branchone
+        is not a "flow" module); its failure fails this flow."""
+        value = module["value"]
+        chosen: int | None = None
+        for index, branch in enumerate(value["branches"]):
+            unknown = set(branch) - BRANCH_KEYS
+            if unknown:
+                raise NotImplementedError(f"branch {index} of {module['id']}: {sorted(unknown)} are not modelled")
+            bool_context = {**context, "result": context["previous_result"]}
+            try:
+                taken = evaluate({"pred": f"Boolean({branch['expr']})"}, bool_context)["pred"]
+            except ValueError as error:
+                return _Ended(True, {"error": {"name": "ExecutionErr", "message": str(error)}})
+            if taken:
+                chosen = index
+                break
+        run.branches[module["id"]] = chosen
+        modules = value["default"] if chosen is None else value["branches"][chosen]["modules"]
+        if not modules:
+            return _Ended(False, last)
+        run.flow_jobs += 1
+        return self._modules(modules, context["flow_input"], run)
 
     def _job(self, value: dict[str, Any], args: dict[str, Any], step_id: str) -> Job:
         if value["type"] == "rawscript":

@@ -10,7 +10,8 @@ answered 404, so a test sees every call the CLI made, including ones nobody expe
 ``POST /api/w/test/jobs/run/f/<flow path>`` is a flow's async webhook (backend/windmill-api/src/jobs.rs,
 run_flow_by_path): it needs a token (``?token=`` or a Bearer header; 401 without), turns the request
 into the flow's input (flows.webhook_args), answers 201 with the job's id at once and runs the flow
-as stored, with ``runner`` (a flows.FlowRunner), in a thread of its own; ``runs`` holds the outcomes.
+as stored, with ``runner`` (a flows.FlowRunner), in a thread of its own; ``runs`` holds the outcomes
+(``on_run`` is told of each as it ends).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from .flows import FlowRun, FlowRunner, webhook_args
@@ -74,6 +75,7 @@ class StandIn:
         self.tokens: set[str] = set()  # tokens the webhook accepts
         self.runner: FlowRunner | None = None
         self.runs: list[tuple[dict[str, Any], FlowRun | BaseException]] = []  # (flow input, outcome)
+        self.on_run: Callable[[dict[str, Any], FlowRun | BaseException], None] | None = None  # told as each ends
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         standin = self
@@ -213,6 +215,8 @@ class StandIn:
             outcome = error
         with self._lock:
             self.runs.append((args, outcome))
+        if self.on_run is not None:
+            self.on_run(args, outcome)
 
     def wait_runs(self, count: int, timeout: float = 60.0) -> list[tuple[dict[str, Any], FlowRun | BaseException]]:
         """Wait until ``count`` flow runs have ended; return them in the order they ended."""
