@@ -45,8 +45,6 @@ from urllib.parse import quote, urlsplit
 import requests
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util import Retry
 from urllib3.util.response import assert_header_parsing
 
@@ -807,15 +805,32 @@ def _show(value: Any, limit: int = 80) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# HTTP. The deadline bounds every phase. Connecting (name lookup, every address, TLS, a proxy's
-# CONNECT) runs in a thread the caller waits for until the deadline at most: a socket timeout cannot
-# interrupt getaddrinfo, and restarts for each address. Reading happens in the caller's thread with
-# per-read socket timeouts; a watchdog shuts the socket down when the deadline overtakes a server
-# that drips its answer, and an answer cut that way is never trusted nor its connection reused.
-# One pooled HTTPAdapter per process (no Session: no cookies, no redirects, no ~/.netrc); a forked
-# child starts a pool of its own. The retry loop is written out in _post; urllib3's Retry is the
-# policy it asks (attempts left, backoff, Retry-After). A failure is classified once, where it
-# happens (_classify), and the message is built from that.
+# HTTP. requests' HTTPAdapter sends; the deadline is built beside it, in plain sight:
+# - Each attempt runs in a thread of its own while the caller waits for it, until the deadline at
+#   most: no name lookup, dead address, TLS handshake, proxy or dripping answer holds the caller
+#   longer. The thread is a daemon and ends with its attempt: nothing of ours runs between calls,
+#   and nothing keeps the process from exiting.
+# - At the deadline the caller cuts the attempt's socket: a shutdown, one system call that never
+#   blocks and makes the thread's blocked read or write fail at once, so the thread ends soon after.
+#   A name lookup cannot be cut: the thread ends when the resolver gives up (its own timeout), and
+#   a connection opened after the deadline is closed as soon as connecting returns.
+# - Each calling thread has a pool of its own, so the deadline never cuts a connection that another
+#   call is using; a cut connection left in the pool is seen closed and replaced.
+# - "Nothing was sent" is said on evidence only: the attempt failed (or was cut) while connecting
+#   (name lookup, addresses, a proxy's tunnel, the TLS handshake), before the request was written.
+# No Session: no cookies, no redirects, no ~/.netrc. A forked child starts pools of its own. The
+# retry loop is written out in _post_with_retries; urllib3's Retry is the policy it asks (attempts
+# left, backoff, Retry-After). A failure is classified once (_classify), and the message is built
+# from that.
+#
+# What this relies on that requests, urllib3 and http.client do not document (tests/test_public_ground.py
+# fails loudly, naming the item, when a release changes one; everything else used here is documented):
+#   1. PoolManager.pool_classes_by_scheme and a pool class's ConnectionCls: how _AttemptConnection
+#      gets into every pool, direct, through a proxy and through SOCKS.
+#   2. http.client.HTTPConnection.sock: the socket a deadline cuts.
+#   3. urllib3's SSLTransport.socket: the socket under TLS inside TLS (an https proxy), for that cut.
+#   4. HTTPConnection.response_class, HTTPResponse.begin and .debuglevel: the stricter _Response,
+#      and no debug output (it would print the Authorization header).
 # ---------------------------------------------------------------------------------------------
 class _Failure(NamedTuple):
     kind: str  # a key of _FAILURES
@@ -831,6 +846,12 @@ _FAILURES = {
         "could not reach Telnyx",
         False,
         "Check REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE (unset them to use the bundled certificates) and TELNYX_BASE_URL.",
+    ),
+    "plain": (
+        "could not reach Telnyx",
+        False,
+        "TELNYX_BASE_URL starts with https:// but the server there answers without TLS: use http:// for a "
+        "server on this machine (the emulator), or check the port.",
     ),
     "proxy": ("could not reach Telnyx", False, "Check HTTPS_PROXY (its address and credentials), or unset it."),
     "other": (
@@ -853,195 +874,84 @@ _FAILURES = {
 }
 
 
-class _DeadlineGuard:
-    """One attempt's deadline, and the one place that decides who may touch the attempt's socket.
+class _DeadlinePassed(OSError):
+    """Raised in an attempt's thread when it goes on after the caller gave up on it (its deadline)."""
 
-    The connection the attempt uses registers here (``adopt``) and leaves when it goes back to the pool
-    (``release``) or the attempt ends (``finish``). ``cancel`` (the watchdog, once the deadline has
-    passed) cuts the socket only while the attempt holds it, and only with a shutdown: one system call
-    that never blocks and makes a blocked read fail at once; closing is left to the attempt's own
-    thread. So a cancel that comes too late does nothing, and no other call's connection is touched.
-    ``sent`` is a fact of the wire: set as a byte of the request is handed to the socket."""
+
+class _Attempt:
+    """One attempt: its deadline, the connection it uses, and what reached the wire. The attempt's
+    thread reports here (``connecting``, ``connected``, ``writing``, ``finish``); the caller reads the
+    outcome, or ``abandon``s the attempt at its deadline. One lock orders the two: a cut never comes
+    after ``finish``, and an abandoned attempt never uses a connection again."""
 
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
-        self.sent = False
-        self.cancelled = False
-        self._conn: Any = None
-        self._socket: Any = None  # the OS socket below any TLS (http.client drops conn.sock on Connection: close)
-        self._done = False
+        self.done = threading.Event()
+        self.outcome: tuple = (None, None)
+        self._abandoned = False
         self._lock = threading.Lock()
+        self._conn: Any = None  # the connection in use, while the deadline may cut it
+        self._requested = False  # request() was called: a byte of the request may have left
+        self._connect = ""  # "now" while connecting, then "done" or "failed" (nothing of the request left)
 
-    def adopt(self, conn: Any) -> bool:
-        """The attempt uses ``conn`` (connecting, or sending on a pooled one); False when the deadline has
-        already cut the attempt: the connection must not be used."""
+    def connecting(self, conn: Any) -> None:
         with self._lock:
-            self._conn = conn
-            self._socket = _os_socket(getattr(conn, "sock", None)) or self._socket
-            conn._telnyx_guard = self
-            if self.cancelled:
-                _cut(self._socket)
-            return not self.cancelled
+            self._use(conn)
+            self._connect = "now"
 
-    def release(self, conn: Any) -> None:
-        """``conn`` goes back to the pool: it is no longer this attempt's to cut."""
+    def connected(self, failed: bool) -> None:
         with self._lock:
-            if self._conn is conn:
-                self._conn = self._socket = None
+            if not failed and self._abandoned:  # connected after the deadline (a slow name lookup): never used
+                raise _DeadlinePassed
+            self._connect = "failed" if failed else "done"
 
-    def finish(self) -> None:
-        """The attempt is over: from now on ``cancel`` does nothing."""
+    def writing(self, conn: Any) -> None:
         with self._lock:
-            self._done, self._conn, self._socket = True, None, None
+            self._use(conn)
+            self._requested = True
 
-    def cancel(self) -> None:
-        """The deadline passed: cut the socket the attempt holds (none held yet: the next round will)."""
+    def _use(self, conn: Any) -> None:
+        if self._abandoned:
+            raise _DeadlinePassed
+        self._conn = conn
+
+    def sent(self) -> bool:
+        """Whether a byte of the request may have left: False only on evidence that none did."""
+        return self._requested and self._connect not in ("now", "failed")
+
+    def finish(self, outcome: tuple) -> None:
         with self._lock:
-            if self._done or self._conn is None:
-                return
-            self.cancelled = True
-            _cut(self._socket)
+            self.outcome, self._conn = outcome, None  # from now on abandon() cuts nothing
+            self.done.set()
 
-
-def _os_socket(sock: Any) -> Any:
-    """The OS socket under ``sock``: itself, or below urllib3's TLS-in-TLS wrapper (an https proxy)."""
-    for _ in range(4):
-        if sock is None or isinstance(sock, socket.socket):
-            return sock
-        sock = getattr(sock, "socket", None)
-    return None
+    def abandon(self) -> bool:
+        """The deadline passed: cut the connection in use (its thread's blocked read or write fails at once,
+        and the thread ends). False when the attempt finished first: its outcome stands."""
+        with self._lock:
+            if self.done.is_set():
+                return False
+            self._abandoned = True
+            if self._conn is not None:
+                _cut(self._conn.sock)  # undocumented (2): http.client's attribute
+            return True
 
 
 def _cut(sock: Any) -> None:
-    """Shut a socket down at the OS level (a TLS socket's own shutdown would unwrap it under its reader)."""
-    if sock is not None:
+    """Shut a connection's socket down: the OS socket, below TLS inside TLS too (shutting an SSLSocket
+    down through its own method would unwrap it under the reader)."""
+    if not isinstance(sock, socket.socket):
+        sock = getattr(sock, "socket", None)  # undocumented (3): urllib3's SSLTransport over the proxy's TLS
+    if isinstance(sock, socket.socket):
         try:
             socket.socket.shutdown(sock, socket.SHUT_RDWR)
         except OSError:  # closed already, or never connected
             pass
 
 
-# How an attempt's guard reaches the connection urllib3 picks for it: requests' and urllib3's signatures
-# cannot carry it, so _send_and_read sets it around the adapter's send, and _DeadlineBoundConnection
-# reads it (None outside an attempt of ours: the connection then behaves as urllib3's).
-_GUARD_OF_THIS_SEND: ContextVar[_DeadlineGuard | None] = ContextVar("telnyx_deadline_guard", default=None)
-_WATCHED: Dict[_DeadlineGuard, None] = {}  # attempts under way, for the watchdog
-_WATCH_LOCK = threading.Lock()
-_WATCHDOG: List[threading.Thread] = []
-
-
-def _watchdog() -> None:
-    """Every 50 ms: cut the attempts whose deadline has passed (a server dripping one byte per read).
-    Nothing stops it: a cancel is one non-blocking system call, and any error waits for the next round."""
-    while True:
-        time.sleep(0.05)
-        try:
-            now = time.monotonic()
-            with _WATCH_LOCK:
-                due = [attempt for attempt in _WATCHED if attempt.deadline <= now]
-            for attempt in due:
-                attempt.cancel()
-        except Exception:  # noqa: S110 - the next round tries again
-            pass
-
-
-def _ensure_watchdog() -> None:
-    """A running watchdog (started again if it died or never started); called with _WATCH_LOCK held."""
-    if _WATCHDOG and _WATCHDOG[0].is_alive():
-        return
-    thread = threading.Thread(target=_watchdog, name="telnyx-streaming-start-watchdog", daemon=True)
-    try:
-        thread.start()
-    except RuntimeError:  # no thread can start now: reads stay bounded by their timeouts; the next call tries again
-        return
-    _WATCHDOG[:] = [thread]
-
-
-_CONNECTORS: List[Any] = []  # the process's connect threads, reused (a forked child makes its own)
-
-
-def _in_a_connect_thread(run: Any) -> None:
-    """Run ``run`` once, on one of the process's connect threads: reused, since starting a thread per
-    connect costs as much as the connect. When no thread can start, it runs here (socket timeouts bound
-    all but a name lookup); a task a broken executor kept is never run a second time."""
-    once = threading.Lock()
-
-    def run_once() -> None:
-        if once.acquire(blocking=False):
-            run()
-
-    with _WATCH_LOCK:
-        if not _CONNECTORS:
-            from concurrent.futures import ThreadPoolExecutor  # on the first connect, not at import
-
-            _CONNECTORS.append(ThreadPoolExecutor(32, thread_name_prefix="telnyx-streaming-start-connect"))
-        connector = _CONNECTORS[0]
-    try:
-        connector.submit(run_once)
-    except RuntimeError:  # no thread can start now; the next connect tries a new executor
-        with _WATCH_LOCK:
-            _CONNECTORS.clear()
-        run_once()
-
-
-class _DeadlinePassed(OSError):
-    """Raised in place of a connect that the deadline cut off (name lookup, addresses, TLS, proxy)."""
-
-
-class _NoDebugOutput:
-    """http.client's debug output (``HTTPConnection.debuglevel = 1``, set by anything in the process)
-    would print the Authorization header: on our connections it stays off."""
-
-    debuglevel = property(lambda self: 0, lambda self, value: None)
-
-
-class _DeadlineBoundConnection:
-    """A urllib3 connection bound by its attempt's deadline (_GUARD_OF_THIS_SEND): connecting (name
-    lookup, every address, TLS, a proxy's CONNECT) runs in a thread the caller waits for until the
-    deadline at most; the guard can cut the connection at any time; and the guard learns when the
-    first byte of the request is written (``send``)."""
-
-    def connect(self) -> None:
-        attempt = _GUARD_OF_THIS_SEND.get()
-        if attempt is None:
-            return super().connect()  # type: ignore[misc]
-        attempt.adopt(self)
-        done, failed = threading.Event(), []
-        self._telnyx_connecting = True  # what connecting writes (a proxy's CONNECT) is not the request
-
-        def run() -> None:
-            try:
-                super(_DeadlineBoundConnection, self).connect()  # type: ignore[misc]
-                if not attempt.adopt(self):  # connected after the deadline: never used
-                    self.close()  # type: ignore[attr-defined]
-            except BaseException as error:  # handed to the caller below
-                failed.append(error)
-            finally:
-                self._telnyx_connecting = False
-                done.set()
-
-        _in_a_connect_thread(run)
-        if not done.wait(max(attempt.deadline - time.monotonic(), 0)):
-            self._telnyx_abandoned = True  # its thread may still set it up: the pool must never hand it out
-            attempt.cancel()
-            raise _DeadlinePassed  # the attempt is cut: _try_once says so
-        if failed:
-            raise failed[0]
-        return None
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        attempt = _GUARD_OF_THIS_SEND.get()
-        if attempt is not None and not attempt.adopt(self):  # a pooled connection, and the deadline has passed
-            raise _DeadlinePassed  # the attempt is cut: _try_once says so
-        super().request(*args, **kwargs)  # type: ignore[misc]
-
-    def send(self, data: Any) -> None:
-        if getattr(self, "sock", None) is None and getattr(self, "auto_open", False):
-            self.connect()  # http.client would, inside send: connect first, so that only the request counts
-        attempt = getattr(self, "_telnyx_guard", None)
-        if attempt is not None and not getattr(self, "_telnyx_connecting", False):
-            attempt.sent = True  # a byte of the request goes to the socket: Telnyx may receive it
-        super().send(data)  # type: ignore[misc]
+# The attempt of the thread that runs it: requests' and urllib3's signatures cannot carry it to the
+# connection urllib3 picks, so _run sets it (in the attempt's own thread) and _AttemptConnection reads
+# it; outside an attempt (None) a connection behaves as urllib3's.
+_ATTEMPT: ContextVar[_Attempt | None] = ContextVar("telnyx_attempt", default=None)
 
 
 class _MalformedHeadersError(http.client.HTTPException):
@@ -1049,10 +959,9 @@ class _MalformedHeadersError(http.client.HTTPException):
 
 
 class _Response(http.client.HTTPResponse):
-    """http.client's response, stricter: interim 1xx answers (102, 103) are skipped, not taken as the
-    answer; a negative chunk size and header lines that do not parse are refused. The first two
-    override private methods: if a new Python renames them, those checks stop applying (the call
-    still works, and _send_and_read still refuses a 1xx as the answer), they never break a call."""
+    """http.client's response, stricter: header lines that do not parse are refused, and a read of a
+    given size never returns more, nor buffers more, than that size (http.client's read, given a
+    negative chunk size, would read to the end of the stream)."""
 
     def begin(self) -> None:
         super().begin()
@@ -1061,95 +970,93 @@ class _Response(http.client.HTTPResponse):
         except (urllib3.exceptions.HeaderParsingError, TypeError):
             raise _MalformedHeadersError("header lines that do not parse") from None
 
-    def _read_status(self) -> Any:
-        while True:
-            line = super()._read_status()  # type: ignore[misc]
-            status = line[1] if isinstance(line, tuple) and len(line) == 3 else None  # else: a changed http.client
-            if not (isinstance(status, int) and 102 <= status < 200):  # 100: http.client skips it; 101 is final
-                return line
-            for _ in range(101):  # the interim answer's header lines, up to the blank line
-                line = self.fp.readline(65537)
-                if len(line) > 65536:
-                    raise http.client.LineTooLong("header line")
-                if line in (b"\r\n", b"\n", b""):
-                    break
-            else:
-                raise http.client.HTTPException("got more than 100 headers")
-
-    def _read_next_chunk_size(self) -> int:
-        size = super()._read_next_chunk_size()  # type: ignore[misc]
-        if isinstance(size, int) and size < 0:
-            raise http.client.IncompleteRead(b"")
-        return size
+    def read(self, amt: int | None = None) -> bytes:
+        if amt is None or amt < 0:
+            return super().read(amt)
+        buffer = bytearray(amt)
+        size = self.readinto(buffer)  # bounded by the buffer, whatever the chunk sizes say
+        return bytes(memoryview(buffer)[:size])
 
 
-class _HTTPConnection(_NoDebugOutput, _DeadlineBoundConnection, HTTPConnection):
-    response_class = _Response
+class _AttemptConnection:
+    """Mixed into each urllib3 connection class the adapter's pools use: it tells the attempt of this
+    thread (_ATTEMPT) which connection it uses and when connecting ends, so the caller can cut it at the
+    deadline and knows whether the request may have been written. Outside an attempt it is urllib3's."""
+
+    response_class = _Response  # undocumented (4)
+    debuglevel = property(lambda self: 0, lambda self, value: None)  # (4) debug output would show the key
+
+    def connect(self) -> None:
+        attempt = _ATTEMPT.get()
+        if attempt is None:
+            return super().connect()  # type: ignore[misc]
+        attempt.connecting(self)
+        try:
+            super().connect()  # type: ignore[misc]
+        except BaseException:
+            attempt.connected(failed=True)
+            raise
+        try:
+            attempt.connected(failed=False)
+        except _DeadlinePassed:
+            self.close()  # type: ignore[attr-defined]
+            raise
+        return None
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        attempt = _ATTEMPT.get()
+        if attempt is not None:
+            attempt.writing(self)
+        super().request(*args, **kwargs)  # type: ignore[misc]
 
 
-class _HTTPSConnection(_NoDebugOutput, _DeadlineBoundConnection, HTTPSConnection):
-    response_class = _Response
-
-
-class _GuardedPool:
-    """A pool that takes a connection back only once its attempt's guard has let go of it."""
-
-    def _put_conn(self, conn: Any) -> None:
-        if conn is not None:
-            guard = conn.__dict__.pop("_telnyx_guard", None)
-            if guard is not None:
-                guard.release(conn)  # from now on a late cancel cannot reach it
-            if conn.__dict__.get("_telnyx_abandoned"):  # a connect thread may still be setting it up
-                conn = None
-        super()._put_conn(conn)  # type: ignore[misc]
-
-
-class _HTTPPool(_GuardedPool, HTTPConnectionPool):
-    ConnectionCls = _HTTPConnection
-
-
-class _HTTPSPool(_GuardedPool, HTTPSConnectionPool):
-    ConnectionCls = _HTTPSConnection
-
-
-_POOL_CLASSES = {"http": _HTTPPool, "https": _HTTPSPool}
+@functools.cache
+def _with_attempts(pool_class: Any) -> Any:
+    """``pool_class`` whose connections are _AttemptConnection's (for every kind of pool: plain, TLS,
+    SOCKS), or ``pool_class`` itself when they are already."""
+    connection_class = pool_class.ConnectionCls  # undocumented (1)
+    if issubclass(connection_class, _AttemptConnection):
+        return pool_class
+    mixed = type(connection_class.__name__, (_AttemptConnection, connection_class), {})
+    return type(pool_class.__name__, (pool_class,), {"ConnectionCls": mixed})
 
 
 class _Adapter(HTTPAdapter):
-    """requests' HTTPAdapter whose pools (direct or through a proxy) use the classes above."""
+    """requests' HTTPAdapter whose pools (direct, or through any proxy requests supports) use
+    _AttemptConnection."""
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = _POOL_CLASSES
+        _use_attempts(self.poolmanager)
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
-        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        manager.pool_classes_by_scheme = _POOL_CLASSES
-        return manager
+        return _use_attempts(super().proxy_manager_for(proxy, **proxy_kwargs))
 
 
-_ADAPTER: _Adapter | None = None
-_ADAPTER_LOCK = threading.Lock()
-_FORKED: List[Any] = []  # a parent's adapters, kept (never closed) in a forked child: their sockets are the parent's
+def _use_attempts(manager: Any) -> Any:
+    classes = manager.pool_classes_by_scheme  # undocumented (1)
+    manager.pool_classes_by_scheme = {scheme: _with_attempts(pool) for scheme, pool in classes.items()}
+    return manager
+
+
+_POOLS = threading.local()  # each calling thread's adapter (its pool): a cut never reaches another call's connection
+_FORKED: List[Any] = []  # a parent's pools, kept (never closed) in a forked child: their sockets are the parent's
 _USER_AGENT = f"windmill-telnyx-streaming-start/{__version__} {requests.utils.default_user_agent()}"
 
 
 def _adapter() -> _Adapter:
-    """The process's adapter (Windmill's dedicated workers keep the process: connections are reused)."""
-    global _ADAPTER
-    with _ADAPTER_LOCK:
-        if _ADAPTER is None:
-            _ADAPTER = _Adapter(pool_connections=4, pool_maxsize=32, max_retries=0)
-        return _ADAPTER
+    """This thread's adapter, made on its first call (Windmill's dedicated workers keep the process and
+    call from one thread: connections are reused)."""
+    adapter = getattr(_POOLS, "adapter", None)
+    if adapter is None:
+        adapter = _POOLS.adapter = _Adapter(pool_connections=4, pool_maxsize=4, max_retries=0)
+    return adapter
 
 
 def _after_fork() -> None:
-    global _ADAPTER, _ADAPTER_LOCK, _WATCH_LOCK, _KEYS_LOCK
-    _FORKED.append(_ADAPTER)
-    _ADAPTER, _ADAPTER_LOCK, _WATCH_LOCK, _KEYS_LOCK = None, threading.Lock(), threading.Lock(), threading.Lock()
-    _WATCHED.clear()
-    _WATCHDOG.clear()  # threads do not survive a fork: the child starts its own
-    _CONNECTORS.clear()
+    global _POOLS, _KEYS_LOCK
+    _FORKED.append(_POOLS)
+    _POOLS, _KEYS_LOCK = threading.local(), threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):  # POSIX
@@ -1222,42 +1129,52 @@ def _post_with_retries(
 
 
 def _try_once(request: requests.PreparedRequest, timeout_s: float, deadline: float) -> tuple:
-    """One attempt, bounded by the deadline: ``(_Answer, None)`` or ``(None, _Failure)``. It runs in
-    the caller's thread; connecting runs in a thread of its own (_DeadlineBoundConnection.connect) and the
-    watchdog cuts a read that the deadline overtakes."""
-    attempt = _DeadlineGuard(deadline)
-    with _WATCH_LOCK:
-        _ensure_watchdog()
-        _WATCHED[attempt] = None
+    """One attempt, bounded by the deadline: ``(_Answer, None)`` or ``(None, _Failure)``. It runs in a
+    thread of its own that this one waits for until the deadline; then it is cut (see the comment at
+    the top of this section)."""
+    attempt, adapter = _Attempt(deadline), _adapter()
+    thread = threading.Thread(
+        target=_run, args=(attempt, adapter, request, timeout_s), name="telnyx-streaming-start-attempt", daemon=True
+    )
     try:
-        outcome = _send_and_read(request, timeout_s, attempt)
-    except Exception as exc:  # whatever the server or the network did: classified, never a crash
-        outcome = None, _classify(exc, attempt.sent)
-    finally:
-        attempt.finish()  # a cancel from now on does nothing
-        with _WATCH_LOCK:
-            _WATCHED.pop(attempt, None)
-    timed_out = outcome[1] is not None and outcome[1].kind == "timeout" and time.monotonic() >= deadline
-    if attempt.cancelled or timed_out:  # cut mid-answer, the socket's end can read as the answer's end: never trusted
-        return None, _Failure("timeout", "deadline_s passed before an answer came", attempt.sent)
-    return outcome
+        thread.start()
+    except RuntimeError:  # no thread can start now: it runs here, each socket operation bounded by its timeout
+        _run(attempt, adapter, request, timeout_s)
+    if not attempt.done.wait(max(deadline - time.monotonic(), 0)) and attempt.abandon():
+        # cut mid-answer, the socket's end can read as the answer's end: never trusted
+        return None, _Failure("timeout", "deadline_s passed before an answer came", attempt.sent())
+    answer, failure = attempt.outcome
+    if failure is not None and failure.kind == "timeout" and time.monotonic() >= deadline:
+        return None, _Failure("timeout", "deadline_s passed before an answer came", failure.sent)
+    return answer, failure
 
 
-def _send_and_read(request: requests.PreparedRequest, timeout_s: float, guard: _DeadlineGuard) -> tuple:
-    """Send the request and read the answer (capped), on a connection ``guard`` bounds by its deadline."""
-    left = max(guard.deadline - time.monotonic(), 0.001)
-    token = _GUARD_OF_THIS_SEND.set(guard)  # the connection urllib3 picks adopts the guard (see its comment)
+def _run(attempt: _Attempt, adapter: _Adapter, request: requests.PreparedRequest, timeout_s: float) -> None:
+    """The attempt itself, in its own thread: whatever the server or the network does, it ends classified."""
+    token = _ATTEMPT.set(attempt)
     try:
-        response = _adapter().send(  # the adapter never reads the body: it is read below, capped
-            request,
-            timeout=(min(CONNECT_TIMEOUT_S, timeout_s, left), min(timeout_s, left)),
-            verify=os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True,
-            proxies=_proxies(request.url or ""),
-        )
+        outcome = _send_and_read(adapter, request, timeout_s, attempt.deadline)
+    except Exception as exc:
+        outcome = None, _classify(exc, attempt.sent())
     finally:
-        _GUARD_OF_THIS_SEND.reset(token)
+        _ATTEMPT.reset(token)
+    attempt.finish(outcome)
+
+
+def _send_and_read(adapter: _Adapter, request: requests.PreparedRequest, timeout_s: float, deadline: float) -> tuple:
+    """Send the request and read the answer, capped at MAX_RESPONSE_BYTES."""
+    left = max(deadline - time.monotonic(), 0.001)
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle and not os.path.exists(bundle):  # requests would refuse it too, with a plain OSError
+        return None, _Failure("tls", f"the CA bundle {_show(bundle)} does not exist", False)
+    response = adapter.send(  # the adapter never reads the body: it is read below, capped
+        request,
+        timeout=(min(CONNECT_TIMEOUT_S, timeout_s, left), min(timeout_s, left)),
+        verify=bundle or True,
+        proxies=_proxies(request.url or ""),
+    )
     with response:  # closing it unread closes the connection: a cut-off answer never returns to the pool
-        if not 200 <= response.status_code < 600:  # a 1xx as the answer: the real one is still unread
+        if not 200 <= response.status_code < 600:  # an interim 1xx as the answer: the real one is still unread
             return None, _Failure("unusable", f"the answer's status is {response.status_code}", True)
         content = response.raw.read(MAX_RESPONSE_BYTES + 1, decode_content=True)
         if len(content) > MAX_RESPONSE_BYTES:
@@ -1291,17 +1208,23 @@ def _what_failed(exc: BaseException) -> tuple:
     found = lambda *kinds: next((e for e in chain if isinstance(e, kinds)), None)  # noqa: E731
     os_error = next((e for e in chain if isinstance(e, OSError) and e.strerror), None)
     why = os_error.strerror if os_error is not None else ""  # the OS's words: "Connection refused"
-    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
     if found(requests.exceptions.InvalidProxyURL, urllib3.exceptions.ProxySchemeUnknown):
         return "proxy", "HTTPS_PROXY is not a proxy URL"
-    # requests reports a CA bundle path that does not exist as a plain OSError: its text is all there is
-    if isinstance(exc, OSError) and "CA certificate bundle" in str(exc):
-        return "tls", f"the CA bundle {_show(bundle)} does not exist"
+    socks_errors = [e for e in chain if type(e).__module__ == "socks"]  # PySocks' own errors, the cause last
+    if socks_errors:
+        return "proxy", f"the SOCKS proxy failed ({_show_text(str(socks_errors[-1]), 120)})"
     if found(urllib3.exceptions.ProxyError):
-        # the proxy's refusal (http.client's plain OSError "Tunnel connection failed: 407 ...") by its text
-        status = re.search(r"Tunnel connection failed: (\d{3}[^'\")]*)", " ".join(map(str, chain)))
-        return "proxy", f"the proxy answered {status.group(1).strip()}" if status else "the proxy could not be reached"
-    if found(ssl.SSLError, urllib3.exceptions.SSLError):
+        if found(urllib3.exceptions.NewConnectionError, ConnectionError, socket.timeout):
+            return "proxy", "the proxy could not be reached"
+        # the proxy answered its CONNECT with a refusal: http.client says which, in an OSError of no errno
+        refusal = next((e for e in chain if type(e) is OSError and e.errno is None and e.args), None)
+        answered = f" ({_show_text(refusal.args[0], 120)})" if refusal is not None else ""
+        return "proxy", f"the proxy refused to open a tunnel{answered}"
+    ssl_error = found(ssl.SSLError)
+    if getattr(ssl_error, "reason", None) == "WRONG_VERSION_NUMBER":  # OpenSSL's code for an answer that is not TLS
+        return "plain", "the server did not answer in TLS (it speaks plain HTTP, or another protocol)"
+    if ssl_error is not None or found(urllib3.exceptions.SSLError):
+        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
         setting = f"the CA bundle {_show(bundle)}: " if bundle else ""
         return "tls", f"TLS failed ({setting}{_ssl_reason(chain)})"
     name_error = found(urllib3.exceptions.NameResolutionError)  # raised from socket.gaierror; knows the host

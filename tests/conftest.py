@@ -1,9 +1,9 @@
 """Fixtures: real servers on 127.0.0.1 only (the emulator, pytest-httpserver, the receiver).
 
-The script gets a base URL through TELNYX_BASE_URL, as users set it. Three things are wrapped, each to
-make a moment happen that no live server can time: socket.getaddrinfo (a slow resolver, in
-test_deadline and test_shared: no test may change the machine's resolver), and urllib3's pool taking
-a connection back (Internals.watchdog_round_as_the_pool_takes_a_connection_back). Tests use
+The script gets a base URL through TELNYX_BASE_URL, as users set it. Two things are wrapped, each to
+make a moment happen that no live server can time: socket.getaddrinfo (a slow or stuck resolver, in
+test_deadline, test_shared and test_public_ground: no test may change the machine's resolver), and
+urllib3's pool taking a connection back (test_shared: the deadline passing at that very moment). Tests use
 script.py's public names (its __all__); the few private parts a test truly needs are reached through
 ``internals`` below.
 """
@@ -116,37 +116,30 @@ class Internals:
 
     @staticmethod
     def drop_pooled_connections() -> None:
-        """Close the process's pool now: a server handler waiting on a kept-alive connection ends at once
-        (fresh_adapter puts the previous adapter back after the test)."""
+        """Close this thread's pool now: a server handler waiting on a kept-alive connection ends at once
+        (the next call makes a new one)."""
         script._adapter().close()
-        script._ADAPTER = None
+        script._POOLS.adapter = None
 
     @staticmethod
-    def without_interim_answer_hook(monkeypatch: pytest.MonkeyPatch) -> None:
-        """Plain http.client responses: what a new Python that renamed the hooked internals would give."""
-        import http.client
+    def pool_for(url: str) -> Any:
+        """This thread's urllib3 pool for ``url``'s host (a test that must tell this thread's pool from
+        another's); the thread has called it already."""
+        from urllib.parse import urlsplit
 
-        monkeypatch.setattr(script._HTTPConnection, "response_class", http.client.HTTPResponse)
+        parts, pools = urlsplit(url), script._adapter().poolmanager.pools
+        return next(pools[key] for key in pools.keys() if (key.key_host, key.key_port) == (parts.hostname, parts.port))
+
+    @staticmethod
+    def fresh_pools(monkeypatch: pytest.MonkeyPatch) -> None:
+        """Every thread's pool made anew for the test (so tests check how it is built, and no pooled
+        connection of an earlier test is used)."""
+        monkeypatch.setattr(script, "_POOLS", threading.local())
 
     @staticmethod
     def mask_in_logs(key: str) -> None:
         """The key as main() registers it for the urllib3 log filter (a log test has no call to make)."""
         script._remember_key(key)
-
-    @staticmethod
-    def dead_watchdog_program() -> str:
-        """Python lines that leave a fresh process with a watchdog that has died (no test can kill a thread),
-        for a test's subprocess: its next call must start a new one."""
-        return (
-            "ended = threading.Thread(target=lambda: None)\n"
-            "ended.start()\n"
-            "ended.join()\n"
-            "script._WATCHDOG[:] = [ended]\n"
-        )
-
-    @staticmethod
-    def watchdog_alive() -> bool:
-        return any(t.name == "telnyx-streaming-start-watchdog" and t.is_alive() for t in threading.enumerate())
 
     @staticmethod
     def keys_remembered() -> list:
@@ -173,31 +166,10 @@ class Internals:
         return tuple(script._classify(exc, sent))
 
     @staticmethod
-    def guard(deadline: float) -> Any:
-        """One attempt's deadline guard, on its own: the moments a test cannot time with a live attempt
-        (a cancel that comes after the connection went back to the pool, or before there is one)."""
-        return script._DeadlineGuard(deadline)
-
-    @staticmethod
-    def watchdog_round_as_the_pool_takes_a_connection_back(monkeypatch: pytest.MonkeyPatch) -> None:
-        """The watchdog's worst moment, made to happen every time: as urllib3's pool takes a connection
-        back (its _put_conn), every attempt under way is cancelled, as a round of the watchdog would
-        whose deadline just passed. No live test can time that window."""
-        import urllib3.connectionpool
-
-        put_conn = urllib3.connectionpool.HTTPConnectionPool._put_conn
-
-        def cancel_first(pool: Any, conn: Any) -> None:
-            for attempt in list(script._WATCHED):
-                attempt.cancel()
-            put_conn(pool, conn)
-
-        monkeypatch.setattr(urllib3.connectionpool.HTTPConnectionPool, "_put_conn", cancel_first)
-
-    @staticmethod
-    def attempts_watched() -> int:
-        """How many attempts the watchdog is watching (each attempt leaves the list when it ends)."""
-        return len(script._WATCHED)
+    def attempt(deadline: float) -> Any:
+        """One attempt's record on its own: the moments a test cannot time with a live attempt (the deadline
+        passing just as the attempt finishes, or before it holds a connection)."""
+        return script._Attempt(deadline)
 
     @staticmethod
     def masked(value: Any, api_key: str) -> Any:
@@ -210,12 +182,11 @@ internals = Internals()
 
 @pytest.fixture
 def fresh_adapter(monkeypatch):
-    """The process's adapter built anew for the test (so tests check how it is built), and closed
-    after it with its pooled sockets; the adapter from before the test comes back."""
-    monkeypatch.setattr(script, "_ADAPTER", None)  # a private part, as in Internals: only how the pool is built
+    """Pools built anew for the test (internals.fresh_pools), and this thread's closed after it with its
+    pooled sockets; the pools from before the test come back."""
+    internals.fresh_pools(monkeypatch)
     yield
-    if script._ADAPTER is not None:
-        script._ADAPTER.close()
+    internals.drop_pooled_connections()
 
 
 @pytest.fixture
@@ -245,6 +216,53 @@ def tls_context() -> Any:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(CERT, ROOT / "tests" / "tls" / "127.0.0.1.key")
     return context
+
+
+def tls_context_for(name: str, folder: Path) -> tuple[Any, Path]:
+    """A server-side TLS context for the host ``name`` (a self-signed certificate made now, with the
+    cryptography package), and the certificate's file, for a client's CA bundle setting."""
+    import datetime
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = folder / f"{name}.pem", folder / f"{name}.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    return context, cert_file
+
+
+def wait_until(condition: Any, seconds: float) -> bool:
+    """Whether ``condition()`` became true within ``seconds`` (polled: a thread's end has no event to
+    wait on)."""
+    ends = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > ends:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 @pytest.fixture

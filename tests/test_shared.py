@@ -6,12 +6,10 @@ by the bytes written, and every other failure gives the command_id to run it aga
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import random
 import socket
-import ssl
 import subprocess
 import sys
 import threading
@@ -21,7 +19,19 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
-from conftest import AUTH, CERT, KEY, ROOT, TRANSPORT_SETTINGS, URL, everything_said, internals, tls_context
+from conftest import (
+    AUTH,
+    CERT,
+    KEY,
+    ROOT,
+    TRANSPORT_SETTINGS,
+    URL,
+    everything_said,
+    internals,
+    tls_context,
+    wait_until,
+)
+from proxies import TlsProxy
 from rawserver import RawServer, answer, read_request, replying, silent
 
 import script
@@ -109,45 +119,6 @@ def test_calls_the_deadline_cuts_never_touch_the_healthy_calls_beside_them(serve
     assert DAMAGED == []  # and no request arrived cut
 
 
-class TlsProxy:
-    """An https proxy on 127.0.0.1: TLS to the proxy, then CONNECT, then bytes piped both ways."""
-
-    def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.tunnels = 0
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        with contextlib.suppress(OSError):
-            while True:
-                conn, _ = self.listener.accept()
-                threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, raw: socket.socket) -> None:
-        with contextlib.suppress(OSError, ssl.SSLError):
-            conn = tls_context().wrap_socket(raw, server_side=True)
-            head = read_request(conn)
-            host, port = head.split(b" ")[1].decode().rsplit(":", 1)
-            upstream = socket.create_connection((host, int(port)), timeout=10)
-            conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
-            self.tunnels += 1
-            threading.Thread(target=self._pipe, args=(upstream, conn), daemon=True).start()
-            self._pipe(conn, upstream)
-
-    @staticmethod
-    def _pipe(source: Any, sink: Any) -> None:
-        with contextlib.suppress(OSError, ssl.SSLError):
-            source.settimeout(None)
-            while data := source.recv(65536):
-                sink.sendall(data)
-        with contextlib.suppress(OSError):
-            sink.shutdown(socket.SHUT_WR)
-
-    def close(self) -> None:
-        self.listener.close()
-
-
 def test_an_https_proxy_cut_at_the_deadline_leaves_the_deadline_working_for_every_later_call(serve, monkeypatch):
     proxy = TlsProxy()
     try:
@@ -220,24 +191,6 @@ def test_a_deadline_spent_before_anything_was_written_says_so(serve):
     assert "Telnyx did not answer" not in str(result) and server.connections == 0
 
 
-def test_a_dead_watchdog_is_started_again_by_the_next_call(serve):
-    server = serve(drip_or_answer)
-    program = f"""
-import json, sys, threading, time
-sys.path.insert(0, {str(ROOT)!r})
-import script
-{internals.dead_watchdog_program()}
-began = time.monotonic()
-try:
-    script.main({{"apiKey": {KEY!r}}}, "v3:x", {{"stream_url": {URL!r}, "command_id": "drip-3"}}, deadline_s=0.5)
-except script.TelnyxConnectionError:
-    print(round(time.monotonic() - began, 2))
-"""
-    env = {**os.environ, "TELNYX_BASE_URL": server.base_url}
-    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60, env=env)
-    assert done.returncode == 0 and float(done.stdout) < 1.0, done.stdout + done.stderr
-
-
 def test_threads_that_cannot_start_never_escape_main_and_the_next_call_recovers(serve, tmp_path):
     server = serve(drip_or_answer)
     program = f"""
@@ -251,7 +204,7 @@ threading.Thread.start = refuse  # the process has no thread to spare
 auth, body = {{"apiKey": {KEY!r}}}, {{"stream_url": {URL!r}, "command_id": "ok-1"}}
 print(json.dumps(script.main(auth, "v3:x", body, max_retries=0)))
 began = time.monotonic()
-try:  # the answer drips: without a watchdog only the read timeouts hold, and each read gets a byte
+try:  # the answer drips: with no thread to wait in, only the read timeouts hold, and each read gets a byte
     said = script.main(auth, "v3:x", dict(body, command_id="drip-1"), deadline_s=1, timeout_s=0.3, max_retries=0)
 except script.TelnyxConnectionError as error:
     said = str(error)
@@ -261,8 +214,7 @@ began = time.monotonic()
 try:
     script.main(auth, "v3:x", dict(body, command_id="drip-2"), deadline_s=0.5, max_retries=0)
 except script.TelnyxConnectionError:
-    alive = any(t.name == "telnyx-streaming-start-watchdog" and t.is_alive() for t in threading.enumerate())
-    print(json.dumps({{"ended_in": round(time.monotonic() - began, 2), "watchdog": alive}}))
+    print(json.dumps({{"ended_in": round(time.monotonic() - began, 2)}}))
 """
     env = {**os.environ, "TELNYX_BASE_URL": server.base_url}
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60, env=env)
@@ -270,7 +222,7 @@ except script.TelnyxConnectionError:
     first, second, third = (json.loads(line) for line in done.stdout.splitlines())
     assert first == {"data": {"answers": "ok-1"}}
     assert second["said"] == {"data": {"answers": "drip-1"}}  # no thread: no RuntimeError, the call ends
-    assert third["ended_in"] < 1.0 and third["watchdog"] is True
+    assert third["ended_in"] < 1.0  # threads again: the deadline holds again
 
 
 class Endless(Mapping):
@@ -405,34 +357,60 @@ def test_digits_up_to_the_limit_are_no_huge_integer(serve):
 
 
 class Held:
-    """What the guard sees of a connection: its socket (a real one, one end of a socket pair)."""
+    """What the attempt sees of a connection: its socket (a real one, one end of a socket pair)."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
 
 
-def test_a_cancel_after_the_connection_went_back_to_the_pool_does_nothing():
+def test_a_deadline_passing_just_after_the_attempt_finished_cuts_nothing():
     ours, peer = socket.socketpair()
     with ours, peer:
-        guard = internals.guard(time.monotonic() - 1)  # its deadline has passed
-        conn = Held(ours)
-        assert guard.adopt(conn) is True
-        guard.release(conn)  # back in the pool: another call may use it now
-        guard.cancel()  # the watchdog, late
+        attempt = internals.attempt(time.monotonic() - 1)  # its deadline has passed
+        attempt.writing(Held(ours))
+        attempt.finish(("the answer", None))  # its thread finished first: the connection may be pooled now
+        assert attempt.abandon() is False  # the caller, late: its outcome stands, nothing is cut
         ours.sendall(b"still open")
-        assert peer.recv(10) == b"still open" and guard.cancelled is False
+        assert peer.recv(10) == b"still open" and attempt.outcome == ("the answer", None)
 
 
-def test_a_cancel_before_the_attempt_holds_a_connection_waits_for_one():
+def test_an_abandoned_attempt_cuts_what_it_holds_and_never_uses_a_connection_again():
     ours, peer = socket.socketpair()
     with ours, peer:
-        guard = internals.guard(time.monotonic() - 1)
-        guard.cancel()  # nothing held yet: the connect path bounds itself by the deadline
-        assert guard.cancelled is False and guard.adopt(Held(ours)) is True
-        guard.cancel()  # now it holds one: cut
-        assert guard.cancelled is True and peer.recv(10) == b""  # the peer sees the end at once
-        guard.finish()
-        assert guard.adopt(Held(ours)) is False  # a cut attempt's connection is never used
+        attempt = internals.attempt(time.monotonic() - 1)
+        attempt.connecting(Held(ours))
+        assert attempt.sent() is False  # connecting: nothing of the request has left
+        assert attempt.abandon() is True and peer.recv(10) == b""  # the peer sees the end at once
+        for late in (lambda: attempt.connected(failed=False), lambda: attempt.writing(Held(ours))):
+            with pytest.raises(OSError):  # connected after the deadline, or about to write: refused
+                late()
+        assert attempt.sent() is False  # nothing was written, and it is known
+
+
+def test_an_attempt_abandoned_before_it_holds_a_connection_never_takes_one():
+    ours, peer = socket.socketpair()
+    with ours, peer:
+        attempt = internals.attempt(time.monotonic() - 1)
+        assert attempt.abandon() is True  # a name lookup or the pool: nothing to cut yet
+        with pytest.raises(OSError):
+            attempt.connecting(Held(ours))
+        ours.sendall(b"untouched")
+        assert peer.recv(10) == b"untouched"
+
+
+def test_the_request_may_have_left_once_written_unless_connecting_failed():
+    attempt = internals.attempt(time.monotonic() + 10)
+    held = Held(None)  # type: ignore[arg-type]
+    attempt.writing(held)  # plain http connects inside request(): written first, then connecting
+    attempt.connecting(held)
+    assert attempt.sent() is False
+    attempt.connected(failed=True)
+    assert attempt.sent() is False  # the connection failed: the request never left
+    again = internals.attempt(time.monotonic() + 10)
+    again.writing(held)
+    again.connecting(held)
+    again.connected(failed=False)
+    assert again.sent() is True
 
 
 def test_a_failure_is_looked_for_16_causes_deep_and_no_deeper():
@@ -480,12 +458,39 @@ def test_an_unforeseen_failure_shows_at_most_120_characters_of_its_text():
     assert (kind, sent) == ("other", False) and detail == "KeyError: " + "k" * 117 + "..."  # 120 in all
 
 
-def test_a_cancel_as_the_pool_takes_the_connection_back_never_reaches_it(serve, monkeypatch):
+def test_a_deadline_passing_as_the_pool_takes_the_connection_back_never_reaches_another_call(serve, monkeypatch):
+    """The worst moment, made to happen every time: the attempt's thread has handed its connection back to
+    the pool (urllib3's _put_conn, wrapped here) when its deadline passes, so the caller cuts a pooled
+    connection. No other call ever holds it: each calling thread has a pool of its own, and this thread's
+    next call sees the connection closed and opens another."""
+    import urllib3.connectionpool
+
     server = serve(drip_or_answer)  # keep-alive, answers at once
-    internals.watchdog_round_as_the_pool_takes_a_connection_back(monkeypatch)
-    for n in range(3):  # each answer read whole, its connection released before the cancel: untouched
-        assert start(f"ok-pool-{n}", max_retries=0)[0] == {"data": {"answers": f"ok-pool-{n}"}}
-    assert server.connections == 1  # one connection, reused: no cancel ever cut it
+    assert start("ok-first", max_retries=0)[0] == {"data": {"answers": "ok-first"}}
+    ours = internals.pool_for(server.base_url)  # this thread's pool, holding that connection
+    put_conn = urllib3.connectionpool.HTTPConnectionPool._put_conn
+    armed, returned = threading.Event(), threading.Event()
+
+    def deadline_passes_now(pool: Any, conn: Any) -> None:
+        put_conn(pool, conn)
+        if pool is ours and armed.is_set():
+            armed.clear()
+            returned.wait(10)  # the caller cut it and returned: only then does the attempt finish
+
+    monkeypatch.setattr(urllib3.connectionpool.HTTPConnectionPool, "_put_conn", deadline_passes_now)
+    answers: list[Any] = []
+    beside = threading.Thread(target=lambda: answers.extend(start(f"ok-beside-{n}")[0] for n in range(20)))
+    beside.start()  # calls on another thread, to the same server, throughout
+    armed.set()
+    result, took = start("ok-worst", deadline_s=0.3, max_retries=0)
+    returned.set()
+    beside.join(30)
+    assert isinstance(result, script.TelnyxConnectionError) and took < 0.8, (took, result)
+    assert "pass body.command_id = 'ok-worst'" in str(result)  # written: it may have reached Telnyx
+    assert start("ok-after", max_retries=0)[0] == {"data": {"answers": "ok-after"}}
+    assert answers == [{"data": {"answers": f"ok-beside-{n}"}} for n in range(20)]  # never touched
+    assert server.connections == 3  # ours, the one beside (reused 20 times), and ours again after the cut
+    assert DAMAGED == []
 
 
 def test_a_connect_that_finishes_after_its_deadline_is_never_handed_to_another_call(serve, monkeypatch):
@@ -526,8 +531,11 @@ def test_the_bounds_hold_at_their_edge_and_name_the_field():
     )
 
 
-def test_every_attempt_leaves_the_watch_list(serve):
+def test_no_thread_of_the_script_outlives_its_call(serve):
     serve(drip_or_answer)
-    start("ok-watch", max_retries=0)
-    start("drip-watch", deadline_s=0.2, max_retries=1)
-    assert internals.attempts_watched() == 0
+    ours = lambda: [t for t in threading.enumerate() if t.name.startswith("telnyx-")]  # noqa: E731
+    assert start("ok-threads", max_retries=0)[0] == {"data": {"answers": "ok-threads"}}
+    assert wait_until(lambda: not ours(), 1.0), ours()  # a healthy call: gone within a second
+    result, took = start("drip-threads", deadline_s=0.2, max_retries=1)
+    assert isinstance(result, script.TelnyxConnectionError) and took < 0.7
+    assert wait_until(lambda: not ours(), 1.0), ours()  # the attempt the deadline cut ends too

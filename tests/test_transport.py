@@ -111,15 +111,15 @@ def test_giving_up_before_a_backoff_the_deadline_cannot_hold_word_for_word(serve
     ]
 
 
-# -- the pool: connections reused, at most 32 kept per host, pools for at most 4 hosts ---------------
-def test_a_burst_of_33_calls_keeps_32_connections_for_the_next(serve):
+# -- the pools: one per calling thread, its connection reused, pools for at most 4 hosts -------------
+def test_each_calling_thread_keeps_its_connection_for_its_next_call(serve):
     burst = 33
     server = serve(keep_alive(KEPT_ALIVE, threading.Barrier(burst)))  # every answer waits for all 33
-    with ThreadPoolExecutor(burst) as pool:
+    with ThreadPoolExecutor(burst) as pool:  # all 33 at once, so each thread makes one call a round
         for _ in range(2):
             results = list(pool.map(lambda _: call(max_retries=0), range(burst)))
             assert results == [{"data": {"result": "ok"}}] * burst
-    assert server.connections == burst + 1  # 33 opened, 32 kept and reused, 1 opened again
+    assert server.connections == burst  # 33 opened, each reused by its thread in the second round
 
 
 def test_connections_are_kept_for_the_4_hosts_used_last(monkeypatch):

@@ -1,0 +1,262 @@
+"""The transport on public ground: what script.py relies on beyond the documented surface of requests,
+urllib3 and http.client is one short list (the comment atop its HTTP section), and each item is checked
+here so that a release changing it fails loudly, naming the item. Then the guarantees that rest on it,
+through every route requests supports (direct, an http proxy, an https proxy: TLS inside TLS, SOCKS5
+with names resolved here or by the proxy): the deadline holds, the attempt it cuts ends soon after,
+nothing of the script runs between calls, "nothing was sent" is said on evidence only, and no name
+lookup keeps a process from exiting or from answering Ctrl-C and SIGTERM at once."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import urllib3
+from conftest import AUTH, CERT, KEY, ROOT, TRANSPORT_SETTINGS, URL, tls_context, tls_context_for, wait_until
+from proxies import ConnectProxy, SocksProxy, TlsProxy
+from rawserver import RawServer, answer, read_request
+
+import script
+
+pytestmark = pytest.mark.usefixtures("fresh_adapter")
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch):
+    for name in (*TRANSPORT_SETTINGS, "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def attempt_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("telnyx-")]
+
+
+# -- the undocumented names, each checked where a release would change it ----------------------------
+def test_the_undocumented_names_script_py_relies_on_are_still_there():
+    """The list atop script.py's HTTP section, item by item; a failure names the item to look at again."""
+    manager = urllib3.PoolManager()
+    assert isinstance(getattr(manager, "pool_classes_by_scheme", None), dict), "(1) PoolManager.pool_classes_by_scheme"
+    for pool_class in manager.pool_classes_by_scheme.values():
+        assert isinstance(getattr(pool_class, "ConnectionCls", None), type), "(1) a pool class's ConnectionCls"
+    assert http.client.HTTPConnection("127.0.0.1").sock is None, "(2) http.client.HTTPConnection.sock"
+    assert getattr(http.client.HTTPConnection, "response_class", None) is http.client.HTTPResponse, "(4)"
+    assert callable(getattr(http.client.HTTPResponse, "begin", None)), "(4) HTTPResponse.begin"
+    assert hasattr(http.client.HTTPConnection, "debuglevel"), "(4) HTTPConnection.debuglevel"
+    from urllib3.util.ssltransport import SSLTransport
+
+    assert "socket" in SSLTransport.__init__.__code__.co_names, "(3) SSLTransport keeps the socket it wraps"
+
+
+ROUTES = ["direct http", "direct https", "http proxy", "https proxy", "socks5", "socks5h"]
+
+
+@contextlib.contextmanager
+def route(name: str, handler: Any, monkeypatch: pytest.MonkeyPatch, folder: Path) -> Iterator[tuple]:
+    """A server answering with ``handler``, reached through the route ``name``: (server, proxy or None)."""
+    host_name = "telnyx.test"  # socks5h: only the proxy knows this name
+    tls: Any = None if name == "direct http" else tls_context()
+    bundle = CERT
+    if name == "socks5h":
+        tls, bundle = tls_context_for(host_name, folder)
+    with contextlib.ExitStack() as stack:
+        server = stack.enter_context(RawServer(handler, tls))
+        proxy: Any = {
+            "http proxy": ConnectProxy,
+            "https proxy": TlsProxy,
+            "socks5": SocksProxy,
+            "socks5h": lambda: SocksProxy({host_name: "127.0.0.1"}),
+        }.get(name, lambda: None)()
+        if proxy is not None:
+            stack.enter_context(proxy)
+            scheme = {"http proxy": "http", "https proxy": "https"}.get(name, name)
+            monkeypatch.setenv("HTTPS_PROXY", f"{scheme}://127.0.0.1:{proxy.port}")
+        host = host_name if name == "socks5h" else "127.0.0.1"
+        monkeypatch.setenv("TELNYX_BASE_URL", f"{'https' if tls else 'http'}://{host}:{server.port}/v2")
+        if tls is not None:
+            monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))  # the https proxy's certificate is CERT too
+        yield server, proxy
+
+
+def start(command_id: str, **kwargs: Any) -> tuple[Any, float]:
+    began = time.monotonic()
+    try:
+        result: Any = script.main(AUTH, "v3:ground", {"stream_url": URL, "command_id": command_id}, **kwargs)
+    except script.TelnyxError as error:
+        result = error
+    return result, time.monotonic() - began
+
+
+def drip_after_ok(conn: socket.socket, request: bytes) -> None:
+    """Keep-alive: "ok-..." answered at once; "drip-..." one byte every 20 ms until the client hangs up."""
+    while request:
+        command_id = json.loads(request.split(b"\r\n\r\n", 1)[1])["command_id"]
+        body = json.dumps({"data": {"answers": command_id}}).encode()
+        whole = answer(200, [], body).replace(b"Connection: close\r\n", b"")
+        if command_id.startswith("drip"):
+            for byte in whole:
+                conn.sendall(bytes([byte]))
+                time.sleep(0.02)
+        conn.sendall(whole)
+        request = read_request(conn)
+
+
+@pytest.mark.parametrize("name", ROUTES)
+def test_every_route_is_answered_and_a_dripping_answer_is_cut_at_the_deadline(name, monkeypatch, tmp_path):
+    """(1), (2) and, through the https proxy, (3): our connection class is in every route's pool, so the
+    deadline cuts the socket and the attempt's thread ends at once; the call itself returns by its deadline
+    whatever the route."""
+    with route(name, drip_after_ok, monkeypatch, tmp_path) as (server, proxy):
+        assert start("ok-1", max_retries=0)[0] == {"data": {"answers": "ok-1"}}
+        if proxy is not None:
+            assert proxy.tunnels == 1
+        if name == "socks5h":
+            assert proxy.asked == [("telnyx.test", server.port)]  # the name went to the proxy, unresolved
+        result, took = start("drip-1", deadline_s=0.5, max_retries=0)
+        assert isinstance(result, script.TelnyxConnectionError) and took < 1.0, (took, result)
+        assert "pass body.command_id = 'drip-1'" in str(result)  # written: it may have reached the server
+        # the cut reached the socket: the thread ends now, not when the dripping answer would have ended
+        assert wait_until(lambda: not attempt_threads(), 0.5), f"(2)/(3) the cut missed: {attempt_threads()}"
+        assert start("ok-2", max_retries=0)[0] == {"data": {"answers": "ok-2"}}  # the route still works
+
+
+@pytest.mark.parametrize("name", ROUTES)
+def test_nothing_was_sent_is_said_when_connecting_failed_on_every_route(name, monkeypatch, tmp_path):
+    """(1): only our connection class knows that connecting (lookup, proxy, TLS) failed before a byte of
+    the request could leave: without it, the error would say the command may have reached Telnyx."""
+    refused = tls_context() if name != "direct http" else None
+
+    def refuse(conn: socket.socket, request: bytes) -> None:  # never reached: the handshake fails first
+        raise AssertionError("the request reached the server")
+
+    with route(name, refuse, monkeypatch, tmp_path) as (server, _):
+        monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)  # the server's certificate is now untrusted
+        if refused is None:  # plain http: nothing listens at the address any more
+            server.__exit__(None, None, None)
+        result, _ = start("c-refused", max_retries=1)
+    assert isinstance(result, script.TelnyxConnectionError), result
+    assert "Nothing was sent to Telnyx (no byte of the request was written)" in str(result), result
+    assert server.requests in ([], [b""])
+
+
+def test_a_socks_proxy_dripping_its_handshake_is_bounded_by_the_deadline(monkeypatch):
+    """A SOCKS handshake happens inside urllib3 before any socket is ours to cut: the call still returns by
+    its deadline, and the attempt's thread ends once the proxy has answered (each read bounded by the
+    connect timeout), closing the connection opened too late."""
+    with RawServer(drip_after_ok, tls_context()) as server, SocksProxy(drip=0.15) as proxy:
+        monkeypatch.setenv("HTTPS_PROXY", f"socks5://127.0.0.1:{proxy.port}")
+        monkeypatch.setenv("TELNYX_BASE_URL", f"https://127.0.0.1:{server.port}/v2")
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(CERT))
+        result, took = start("ok-late", deadline_s=0.5, max_retries=0)
+        assert isinstance(result, script.TelnyxConnectionError) and took < 1.0, (took, result)
+        assert "Nothing was sent to Telnyx" in str(result)
+        assert wait_until(lambda: not attempt_threads(), 12 * 0.15 + 1.0), attempt_threads()  # 12 bytes dripped
+        assert server.requests in ([], [b""])  # connected too late: never used
+
+
+def test_a_socks_proxy_that_never_answers_is_bounded_by_the_deadline(monkeypatch):
+    with SocksProxy(mute=True) as proxy:
+        monkeypatch.setenv("HTTPS_PROXY", f"socks5h://127.0.0.1:{proxy.port}")
+        monkeypatch.setenv("TELNYX_BASE_URL", "https://telnyx.test/v2")
+        result, took = start("c-mute", deadline_s=0.6, timeout_s=10, max_retries=2)
+    assert isinstance(result, script.TelnyxConnectionError) and took < 1.1, (took, result)
+    assert "Nothing was sent to Telnyx" in str(result)
+    assert wait_until(lambda: not attempt_threads(), 1.5), attempt_threads()  # its read timeout: 0.6 s at most
+
+
+def test_a_socks_proxy_that_cannot_reach_the_host_is_named(monkeypatch):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # released: nothing listens there
+    with SocksProxy() as proxy:
+        monkeypatch.setenv("HTTPS_PROXY", f"socks5://127.0.0.1:{proxy.port}")
+        monkeypatch.setenv("TELNYX_BASE_URL", f"https://127.0.0.1:{port}/v2")
+        result, _ = start("c-unreachable", max_retries=2)
+    assert str(result).split("\n")[:2] == [
+        "could not reach Telnyx after 1 attempt(s): the SOCKS proxy failed (0x04: Host unreachable)",
+        "Check HTTPS_PROXY (its address and credentials), or unset it. Nothing was sent to Telnyx (no byte of "
+        "the request was written), so running it again is safe.",
+    ]
+
+
+def test_an_https_base_url_on_a_plain_http_server_says_so(emulator, monkeypatch):
+    monkeypatch.setenv("TELNYX_BASE_URL", emulator.base_url.replace("http://", "https://"))  # the emulator: plain HTTP
+    result, _ = start("c-plain", max_retries=2)
+    assert str(result).split("\n")[:2] == [
+        "could not reach Telnyx after 1 attempt(s): the server did not answer in TLS (it speaks plain HTTP, or "
+        "another protocol)",
+        "TELNYX_BASE_URL starts with https:// but the server there answers without TLS: use http:// for a server "
+        "on this machine (the emulator), or check the port. Nothing was sent to Telnyx (no byte of the request "
+        "was written), so running it again is safe.",
+    ]
+
+
+# -- name lookups that never return: the deadline, later calls, exit, Ctrl-C and SIGTERM -------------
+STUCK_RESOLVER = f"""
+import socket, sys, threading, time
+sys.path.insert(0, {str(ROOT)!r})
+real, never = socket.getaddrinfo, threading.Event()
+def getaddrinfo(host, *args, **kwargs):  # a resolver that never answers for this name
+    if host == "stuck.test":
+        print("lookup", file=sys.stderr, flush=True)
+        never.wait()
+    return real(host, *args, **kwargs)
+socket.getaddrinfo = getaddrinfo
+"""
+
+
+def test_lookups_that_never_return_delay_no_later_call_nor_the_exit(monkeypatch):
+    with RawServer(drip_after_ok) as healthy:
+        program = (
+            STUCK_RESOLVER
+            + f"""
+import json, os, script
+auth = {{"apiKey": {KEY!r}}}
+for n in range(40):  # 40 lookups left stuck, each call ending by its deadline
+    os.environ["TELNYX_BASE_URL"] = "https://stuck.test/v2"
+    began = time.monotonic()
+    try:
+        script.main(auth, "v3:x", {{"stream_url": {URL!r}, "command_id": f"c{{n}}"}}, deadline_s=0.2, max_retries=0)
+    except script.TelnyxConnectionError as error:
+        assert time.monotonic() - began < 0.7 and "Nothing was sent" in str(error), str(error)
+os.environ["TELNYX_BASE_URL"] = {healthy.base_url!r}
+began = time.monotonic()
+said = script.main(auth, "v3:x", {{"stream_url": {URL!r}, "command_id": "ok-after"}}, max_retries=0)
+print(json.dumps({{"said": said, "took": time.monotonic() - began, "exit_from": time.monotonic()}}), flush=True)
+"""
+        )
+        done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
+        exited = time.monotonic()
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["said"] == {"data": {"answers": "ok-after"}}
+    assert report["took"] < 0.5, report  # not queued behind the stuck lookups
+    assert exited - report["exit_from"] < 1.0, f"exit took {exited - report['exit_from']:.2f} s"
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_and_sigterm_end_the_command_line_at_once_during_a_lookup(how):
+    program = STUCK_RESOLVER + "\nfrom script_cli import cli\nsys.exit(cli(['v3:x', '--body', sys.argv[1]]))\n"
+    env = {**os.environ, "TELNYX_BASE_URL": "https://stuck.test/v2", "TELNYX_API_KEY": KEY}
+    body = json.dumps({"stream_url": URL})
+    with subprocess.Popen(
+        [sys.executable, "-c", program, body], env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+    ) as process:
+        assert process.stderr is not None
+        assert process.stderr.readline() == "lookup\n"  # the call waits on the lookup now
+        began = time.monotonic()
+        process.send_signal(how)
+        process.wait(10)
+        took = time.monotonic() - began
+    assert took < 1.0, f"{how.name}: {took:.2f} s"
+    assert process.returncode != 0
