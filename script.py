@@ -555,6 +555,15 @@ def _check_rules(payload: Dict[str, Any], needs_stream: bool) -> None:
             "body.enable_dialogflow to true to stream to Dialogflow).",
             "body.stream_url",
         )
+    streamless = [key for key in payload if key.startswith("stream_") and key != "stream_url"]
+    if not needs_stream and url is None and streamless:  # answer: its stream fields need a stream_url
+        raise TelnyxInputError(
+            f"body.stream_url is missing, but {', '.join(streamless)} {'is' if len(streamless) == 1 else 'are'} "
+            "set: answer starts a stream only with a stream_url, so Telnyx would answer the call and stream "
+            "nothing. Set body.stream_url to your WebSocket server, e.g. wss://your-server.example.com/media, "
+            "or remove the stream fields to answer without a stream.",
+            "body.stream_url",
+        )
     if url is not None and _has_credentials(url):
         raise TelnyxInputError(
             "body.stream_url contains a user or password (the URL is not shown, to keep it out of logs): "

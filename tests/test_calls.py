@@ -110,8 +110,23 @@ def test_answer_refuses_what_answer_does_not_take_and_sends_nothing(emulator):
         script.answer(AUTH, call, {"stream_trak": "both_tracks"})
     with pytest.raises(script.TelnyxInputError, match=r"body\.stream_track is invalid"):
         script.answer(AUTH, call, {"stream_track": "left"})
+    for fields in ({"stream_track": "inbound_track"}, {"stream_bidirectional_mode": "rtp", "client_state": "YQ=="}):
+        with pytest.raises(script.TelnyxInputError) as streamless:  # stream fields, no stream_url: nothing would stream
+            script.answer(AUTH, call, fields)
+        assert streamless.value.field == "body.stream_url"
+    assert str(streamless.value) == (
+        "body.stream_url is missing, but stream_bidirectional_mode is set: answer starts a stream only with a "
+        "stream_url, so Telnyx would answer the call and stream nothing. Set body.stream_url to your WebSocket "
+        "server, e.g. wss://your-server.example.com/media, or remove the stream fields to answer without a stream."
+    )
+    with pytest.raises(script.TelnyxInputError, match="but stream_track, stream_codec are set: "):
+        script.check_answer_body({"stream_track": "both_tracks", "stream_codec": "PCMU"})
     assert emulator.backend.requests == []
     assert script.check_answer_body({}) == {}  # no stream_url: answered, nothing streams yet
+    assert script.check_answer_body({"client_state": "YQ==", "command_id": "e"}) == {
+        "client_state": "YQ==",
+        "command_id": "e",
+    }
     assert set(script.ANSWER_FIELDS) < set(script.BODY_FIELDS)
 
 
