@@ -70,6 +70,13 @@ NOT_BIDIRECTIONAL = {
     "clear": "Telnyx clears only on a bidirectional stream (stream_bidirectional_mode rtp; this stream has "
     "none): nothing was cleared",
 }
+# A server that closes an L16 stream at once most likely cannot decode L16 (Telnyx would only see the close)
+L16_REFUSED_WITHIN = 10  # media frames: 0.2 s of audio
+L16_REFUSED = (
+    "your server closed the stream after {frames} of L16 audio (start.media_format): a server that cannot "
+    "decode L16 does that; pipecat 1.14's TelnyxFrameSerializer refuses it ('Unsupported encoding: L16'). "
+    "Leave stream_codec unset (the call's PCMU or PCMA) or set PCMU"
+)
 ERRORS = {
     100002: "unknown_error",
     100003: "malformed_frame",
@@ -442,6 +449,9 @@ class _Session:
         stream.state, stream.failure_reason = "failed", reason
         log.info("stream %s failed: %s (%s)", stream.stream_id, reason, exc)
         self.backend.say(f"!! {self.name}: STREAM FAILED: {reason} ({type(exc).__name__}: {str(exc)[:120]})")
+        sent = sum(stream.frames_sent.values())
+        if reason == "connection_closed" and self.codec == "L16" and sent <= L16_REFUSED_WITHIN:
+            self._warn("l16", Notice("", L16_REFUSED.format(frames=f"{sent} media frame{'' if sent == 1 else 's'}")))
         self.backend.emit(
             self.call,
             "streaming.failed",

@@ -445,9 +445,29 @@ def test_server_closing_early_is_streaming_failed_and_the_emulator_goes_on(live_
     events = wait_for_events(live_emulator, call, 2)
     assert [e["data"]["event_type"] for e in events] == ["streaming.started", "streaming.failed"]
     assert events[1]["data"]["payload"]["failure_reason"] == "connection_closed"
+    assert live_emulator.call(call).streams[0].summary()["warnings"] == []  # PCMU: no word of L16
     next_call = live_emulator.create_call(duration_s=0.2)  # the emulator still works
     start(next_call, {"stream_url": receiver.url})
     assert receiver.wait(1, timeout=20)[0].problems == []
+
+
+def test_a_server_closing_an_l16_stream_at_once_is_told_why_that_may_be(live_emulator, tmp_path):
+    async def refuse_l16(report, frame, ws):  # as pipecat 1.14 does: its serializer raises, the socket closes
+        if frame["event"] == "media" and report.codec == "L16":
+            await ws.close()
+
+    said: list[str] = []
+    live_emulator.narrate(said.append)
+    with Receiver(tmp_path / "l16", on_frame=refuse_l16) as rx:
+        call = live_emulator.create_call(duration_s=30)
+        start(call, {"stream_url": rx.url, "stream_codec": "L16"})
+        rx.wait(1, timeout=20)
+    (stream,) = live_emulator.wait_streams(call)
+    assert stream.failure_reason == "connection_closed" and stream.frames_sent["inbound"] <= 10
+    (warning,) = stream.summary()["warnings"]
+    assert warning.startswith("your server closed the stream after ") and "of L16 audio" in warning
+    assert "pipecat 1.14's TelnyxFrameSerializer refuses it ('Unsupported encoding: L16')" in warning
+    assert said_once(said, "of L16 audio").endswith("Leave stream_codec unset (the call's PCMU or PCMA) or set PCMU")
 
 
 def test_a_server_that_stops_reading_fails_the_stream(media_emulator):
