@@ -8,8 +8,11 @@ cold  one complete call in a fresh process (``python script.py ...``), against t
 warm  sequential calls in one process through ``script.main`` versus ``requests.Session().post``,
       interleaved in blocks; median and p99 per call.
 compile  what compiling script.py costs every cold Windmill job (Python caches no job's bytecode).
-silence  the webhook flow's designs (bench/silence.py): from Telnyx's first webhook of an incoming
-      call to the first media frame at the stream server, each flow step a cold job.
+silence  the webhook flow's designs (bench/silence.py), with the settings a user gets: from Telnyx's
+      first webhook of an incoming call to the first media frame at the stream server, each flow step a
+      cold job, and the jobs that start a process per call; then the answering step's cold job against a
+      floor measured in the same run (a bare cold Python: requests, jsonschema and cryptography imported,
+      one Ed25519 check, one POST) and what the step imports beyond it.
 
 The emulator runs in its own process (``python -m emulator --no-media``) so it never competes for
 this process's GIL. Results: a table on stdout and bench/results/latest.json.
@@ -42,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         "--sdk-python", default=str(sdk if sdk.exists() else sys.executable), help="a Python that can import telnyx"
     )
     parser.add_argument("--silence-calls", type=int, default=3, help="calls per flow design (default 3; 0: skip)")
+    parser.add_argument(
+        "--step-runs", type=int, default=9, help="cold jobs of the answering step and floor (default 9)"
+    )
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
     args = parser.parse_args(argv)
 
@@ -66,9 +72,10 @@ def main(argv: list[str] | None = None) -> int:
         "compile": compile_time(),
     }
     if args.silence_calls > 0:
-        from .silence import measure
+        from .silence import measure, step_versus_floor
 
         results["silence"] = measure(args.silence_calls)
+        results["step"] = step_versus_floor(args.step_runs)
     report(results)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -254,10 +261,16 @@ def report(results: dict[str, Any]) -> None:
     compiled = results["compile"]
     print(f"\ncompiling script.py ({compiled['lines']} lines), in every cold job: {compiled['ms_median']:.2f} ms")
     if "silence" in results:
-        print("\nsilence: an incoming call's first webhook to its first media frame (cold jobs)")
-        print(f"  {'flow design':34s} {'median s':>9s} {'max s':>7s} {'jobs':>5s}")
+        print("\nsilence: an incoming call's first webhook to its first media frame (cold jobs, the shipped settings)")
+        print(f"  {'flow design':34s} {'median s':>9s} {'max s':>7s} {'processes per call':>19s}")
         for name, v in results["silence"].items():
-            print(f"  {name:34s} {v['silence_s_median']:9.3f} {v['silence_s_max']:7.3f} {v['jobs_before_media']:5d}")
+            print(f"  {name:34s} {v['silence_s_median']:9.3f} {v['silence_s_max']:7.3f} {v['processes_per_call']:19d}")
+    if "step" in results:
+        step = results["step"]
+        print(f"\nthe answering step's cold job, median of {step['rounds']} interleaved runs")
+        print(f"  step {step['step_s_median']:.3f} s, floor {step['floor_s_median']:.3f} s: x{step['ratio']:.2f}")
+        beyond = ", ".join(f"{name} {ms:.1f} ms" for name, ms in step["imports_beyond_floor_ms"].items())
+        print(f"  imported beyond the floor (own time): {beyond}")
 
 
 if __name__ == "__main__":

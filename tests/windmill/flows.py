@@ -23,10 +23,13 @@ module or branch holding anything else is refused (NotImplementedError), never r
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
+import select
 import subprocess
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,27 +57,83 @@ def webhook_args(body: bytes, headers: dict[str, str], query: str) -> dict[str, 
 
 def evaluate(exprs: dict[str, str], context: dict[str, Any]) -> dict[str, Any]:
     """JavaScript expressions, evaluated together by Node as Windmill's worker evaluates them."""
+    fast = {name: _looked_up(expr.strip(), context) for name, expr in exprs.items()}
+    exprs = {name: expr for name, expr in exprs.items() if fast[name] is _NOT_FOUND}
+    known = {name: value for name, value in fast.items() if value is not _NOT_FOUND}
     if not exprs:
-        return {}
+        return known
     for attempt in range(3):  # windmill-jseval: 20 s an evaluation, up to 3 tries
         try:
-            done = subprocess.run(
-                ["node", str(HERE / "eval_expr.mjs")],
-                input=json.dumps({"context": context, "exprs": exprs}),
-                capture_output=True,
-                text=True,
-                check=True,
-                timeout=20,
-            )
+            values = _NODE.ask({"context": context, "exprs": exprs}, timeout=20)
             break
         except subprocess.TimeoutExpired:
             if attempt == 2:
                 raise
-    values = json.loads(done.stdout)
     for name, value in values.items():
         if isinstance(value, dict) and "__error__" in value:
             raise ValueError(f"the expression of {name} failed: {value['__error__']}")
-    return values
+    return {**known, **values}
+
+
+_NOT_FOUND = object()
+
+
+class _Evaluator:
+    """One Node process (eval_expr.mjs --serve) answering one request a line, as a worker evaluates
+    expressions in its own process: no Node start per expression. Started when first asked, started
+    again after a timeout; closed when this process exits."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen | None = None
+
+    def ask(self, request: dict[str, Any], timeout: float) -> Any:
+        with self._lock:
+            if self._process is None or self._process.poll() is not None:
+                self._process = subprocess.Popen(
+                    ["node", str(HERE / "eval_expr.mjs"), "--serve"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+            process = self._process
+            assert process.stdin is not None and process.stdout is not None
+            process.stdin.write(json.dumps(request) + "\n")
+            process.stdin.flush()
+            if not select.select([process.stdout], [], [], timeout)[0]:
+                process.kill()
+                process.wait()
+                self._process = None
+                raise subprocess.TimeoutExpired(process.args, timeout)
+            return json.loads(process.stdout.readline())
+
+    def close(self) -> None:
+        with self._lock:
+            if self._process is not None:
+                assert self._process.stdin is not None
+                self._process.stdin.close()  # Node ends at the end of its input
+                self._process.wait(10)
+                self._process = None
+
+
+_NODE = _Evaluator()
+atexit.register(_NODE.close)
+
+
+def _looked_up(expr: str, context: dict[str, Any]) -> Any:
+    """What Windmill answers without running JavaScript (js_eval.rs, eval_timeout): an expression that
+    is exactly ``previous_result`` (or ``result``, where it is in scope), and
+    try_exact_property_access: ``flow_input.<key>`` or ``flow_input["<key>"]`` of a key the flow input
+    has (the rest is the key, dots and all). Anything else: _NOT_FOUND (JavaScript decides)."""
+    if expr in ("previous_result", "result") and expr in context:
+        return context[expr]
+    flow_input = context.get("flow_input") or {}
+    key = None
+    if expr.startswith("flow_input."):
+        key = expr[len("flow_input.") :]
+    elif expr.startswith('flow_input["') and expr.endswith('"]') and len(expr) > len('flow_input[""]'):
+        key = expr[len('flow_input["') : -len('"]')]
+    return flow_input[key] if key is not None and key in flow_input else _NOT_FOUND
 
 
 def predicate(expr: str, flow_inputs: list[dict[str, Any]]) -> list[bool | str]:
@@ -166,6 +225,7 @@ class FlowRunner:
     variables: dict[str, str] = field(default_factory=dict)
     python: str = PYTHON
     windmill: tuple[str, str] | None = None  # the stand-in's URL and a token: a step's relative imports
+    flags: tuple[str, ...] = ()  # more interpreter options for every job (harness.Worker.flags)
 
     def run(self, flow: dict[str, Any], flow_input: dict[str, Any]) -> FlowRun:
         run = FlowRun("success", None)
@@ -261,6 +321,7 @@ class FlowRunner:
             step_id=step_id,
             python=self.python,
             windmill=self.windmill,
+            flags=self.flags,
         )
         return worker.run(args)
 

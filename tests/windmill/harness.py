@@ -26,6 +26,7 @@ folder; no site-packages at all, ``-S``) and the variables the worker group pass
 
 from __future__ import annotations
 
+import functools
 import glob
 import hashlib
 import json
@@ -35,6 +36,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -153,10 +155,7 @@ else:
 def site(lock: Path, python: str = PYTHON) -> Path:
     """The lock's packages, each installed with --no-deps into one target folder by ``python``'s pip
     (its wheels are the ones that interpreter can load; cached)."""
-    version = subprocess.run(
-        [python, "-c", "import sys; print(sys.version)"], capture_output=True, text=True, check=True
-    ).stdout
-    digest = hashlib.sha256(lock.read_bytes() + version.encode()).hexdigest()[:16]
+    digest = hashlib.sha256(lock.read_bytes() + _version(python).encode()).hexdigest()[:16]
     target = HERE / ".sites" / f"{lock.stem}-{digest}"
     if not (target / ".complete").exists():
         shutil.rmtree(target, ignore_errors=True)
@@ -182,16 +181,32 @@ def site(lock: Path, python: str = PYTHON) -> Path:
     return target
 
 
+@functools.cache
+def _version(python: str) -> str:
+    return subprocess.run(
+        [python, "-c", "import sys; print(sys.version)"], capture_output=True, text=True, check=True
+    ).stdout
+
+
 def defaulted_arguments(script: Path) -> list[str]:
-    """main's arguments that have a default, as Windmill's own parser reads them (infer.mjs)."""
-    out = subprocess.run(
-        ["node", str(HERE / "infer.mjs"), str(script), str(ROOT / "script.schema.json")],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    return [arg["name"] for arg in json.loads(out.stdout)["args"] if arg["has_default"]]
+    """main's arguments that have a default, as Windmill's own parser reads them (infer.mjs). Windmill
+    parses a script when it is saved, not in each job: parsed once per text here too."""
+    return list(_defaulted(script.read_text(), (ROOT / "script.schema.json").read_text()))
+
+
+@functools.lru_cache(maxsize=64)
+def _defaulted(text: str, schema: str) -> tuple[str, ...]:
+    with tempfile.TemporaryDirectory(prefix="windmill-parse-") as folder:
+        (Path(folder) / "main.py").write_text(text)
+        (Path(folder) / "schema.json").write_text(schema)
+        out = subprocess.run(
+            ["node", str(HERE / "infer.mjs"), str(Path(folder) / "main.py"), str(Path(folder) / "schema.json")],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+    return tuple(arg["name"] for arg in json.loads(out.stdout)["args"] if arg["has_default"])
 
 
 @dataclass
@@ -199,6 +214,7 @@ class Job:
     success: bool
     result: Any  # the result, or the error JSON
     logs: str  # what the job printed (stdout and stderr)
+    wall_s: float = 0.0  # the job's process, from its start to its exit
 
 
 @dataclass
@@ -211,6 +227,7 @@ class Worker:
     step_id: str | None = None
     python: str = PYTHON  # the interpreter the worker runs jobs on
     windmill: tuple[str, str] | None = None  # Windmill's internal base URL and the job's token (relative imports)
+    flags: tuple[str, ...] = ()  # more interpreter options (./dev bench: -X importtime)
 
     def __post_init__(self) -> None:
         self._defaulted = defaulted_arguments(self.script)
@@ -263,7 +280,7 @@ class Worker:
 
     def _spawn(self, folder: Path, stdin: str | None = None) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [self.python, "-S", "-s", "wrapper.py"],
+            [self.python, "-S", "-s", *self.flags, "wrapper.py"],
             cwd=folder,
             env=self._environment(folder),
             input=stdin,
@@ -276,9 +293,11 @@ class Worker:
         folder = self._job_folder(dedicated=False)
         try:
             (folder / "args.json").write_text(json.dumps(self.resolve(args)))
+            began = time.perf_counter()
             done = self._spawn(folder)
+            wall = time.perf_counter() - began
             result = json.loads((folder / "result.json").read_text())
-            return Job(done.returncode == 0, result, done.stdout + done.stderr)
+            return Job(done.returncode == 0, result, done.stdout + done.stderr, wall)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
