@@ -202,6 +202,12 @@ class StandIn:
         script = self.workspace.scripts.get(path)
         return (200, script["content"]) if script is not None else (404, f"script not found at path {path}")
 
+    def join_runs(self, timeout: float) -> None:
+        """Wait (up to ``timeout`` seconds in all) for the flow runs under way to end."""
+        deadline = time.monotonic() + timeout
+        for thread in list(self._threads):
+            thread.join(max(0.0, deadline - time.monotonic()))
+
     @property
     def started(self) -> int:
         """How many flow runs the webhook has started."""
