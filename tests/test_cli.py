@@ -332,10 +332,11 @@ def test_telnyxs_own_words_are_quoted_as_they_came(serve):
     assert not PARAMETERS.search(done.stderr.replace(text.decode(), "")), done.stderr
 
 
-@pytest.mark.xfail(reason="lead's script.py change", strict=False)
 def test_https_to_a_plain_http_server_says_it_speaks_plain_http(emulator):
     call = emulator.create_call()
     base = emulator.base_url.replace("http://", "https://", 1)
     done = run(call, "--body", json.dumps({"stream_url": URL}), "--retries", "0", base=base)
     assert done.returncode == 4
     assert "plain HTTP" in done.stderr, done.stderr
+    assert "CA_BUNDLE" not in done.stderr  # none is set: no advice about one
+    assert emulator.call(call).streams_started == 0
