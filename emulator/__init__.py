@@ -5,7 +5,9 @@
         # point the script at emu.base_url with emu.api_key, then look at emu.call(call_id)
 
 Layout, as in moto: models.py (state, no HTTP), server.py (routes and HTTP), exceptions.py (one class
-per Telnyx error), media.py (the WebSocket stream), audio.py (codecs), webhooks.py.
+per Telnyx error), media.py (the WebSocket stream), playback.py (what the server sends, played),
+codec_check.py (does it fit stream_bidirectional_codec), admin.py (the emulator's own routes and page),
+webhooks.py; the codecs are ../audio_codecs.py.
 """
 
 from __future__ import annotations
