@@ -3,11 +3,13 @@ the demo's page lives as long as the demo says it does (on a terminal, until the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pty
 import re
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -73,6 +75,7 @@ def test_on_a_terminal_the_demos_page_stays_open_until_enter(tmp_path):
         stdin=side,
         stdout=side,
         stderr=side,
+        start_new_session=True,  # its emulator too is stopped below, whatever happens
     )
     os.close(side)
     try:
@@ -87,7 +90,7 @@ def test_on_a_terminal_the_demos_page_stays_open_until_enter(tmp_path):
         assert "\nresult: OK" in shown.replace("\r", "")
         assert not page_answers(url)  # the demo ended, and its emulator with it
     finally:
-        if demo.poll() is None:
-            demo.kill()
-            demo.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(demo.pid, signal.SIGKILL)  # a test that failed leaves no demo nor emulator behind
+        demo.wait()
         os.close(terminal)
