@@ -217,8 +217,8 @@ def step_versus_floor(rounds: int = 9) -> dict[str, Any]:
 def _incoming(emulator: Emulator) -> tuple[bytes, dict[str, str]]:
     """A new ringing incoming call's call.initiated, signed by the emulator as Telnyx signs it."""
     call = emulator.ring()
-    data = {"event_type": "call.initiated", "id": str(uuid.uuid4()), "payload": {"call_control_id": call}}
-    data["payload"]["direction"] = "incoming"
+    payload = {"call_control_id": call, "direction": "incoming"}
+    data = {"event_type": "call.initiated", "id": str(uuid.uuid4()), "payload": payload}
     return emulator.webhooks.signed({"data": data, "meta": {"attempt": 1}})
 
 

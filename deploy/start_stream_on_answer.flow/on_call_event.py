@@ -110,7 +110,7 @@ def main(
             "raw_body",
         )
     if verify_signature:
-        _verify(raw_string, telnyx_signature_ed25519, telnyx_timestamp, public_key, time.time())
+        _verify(raw_string, telnyx_signature_ed25519, telnyx_timestamp, public_key or "", time.time())
     data = _envelope(raw_string)["data"]
     event_type, event_id, payload = data["event_type"], data["id"], data["payload"]
     seen = {"event_type": event_type, "event_id": event_id}
@@ -194,7 +194,7 @@ def _send(seen: dict, action: str, why: str, command: Any, auth: Any, call_contr
     return {**seen, "action": action, "why": why, "telnyx": answered}
 
 
-def _verify(raw: str, signature: Any, timestamp: Any, public_key: str | None, now: float) -> None:
+def _verify(raw: str, signature: Any, timestamp: Any, public_key: str, now: float) -> None:
     """Telnyx's check: Ed25519 over ``timestamp|raw body``, a timestamp within 300 s of now."""
     if not (public_key or "").strip():
         raise TelnyxWebhookError(
