@@ -140,7 +140,7 @@ def _run(ready: dict[str, Any], receiver: Receiver, webhooks: _Webhooks, args: a
     os.environ["TELNYX_BASE_URL"] = ready["base_url"]
     body = {
         "stream_url": receiver.url,
-        "stream_track": "both_tracks",
+        "stream_track": "inbound_track",  # a bot hears the caller only (with both_tracks, its own voice too)
         "stream_codec": args.codec,
         "stream_auth_token": "demo-secret-token",
         "custom_parameters": [{"name": "flow", "value": "windmill-demo"}],

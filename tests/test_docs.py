@@ -186,7 +186,8 @@ def prints_a_demo_that_worked(done: subprocess.CompletedProcess, workdir: Path) 
     assert "(open it now: it closes when the demo ends)" in done.stdout  # no terminal here: it says so
     named = re.findall(r"README\.md, '([^']+)'", done.stdout)  # "next": where to read on
     assert named and all(f"\n## {name}\n" in README for name in named), named
-    assert len(list((workdir / "out" / "demo").glob("*.wav"))) == 4  # its own run's files, in the copy
+    assert len(list((workdir / "out" / "demo").glob("*.wav"))) == 3  # its own run's files, in the copy: the
+    # caller, what the bot received (the caller's track only) and what the caller heard of the bot
 
 
 def prints_a_stream_and_records_both_sides(done: subprocess.CompletedProcess, workdir: Path) -> None:

@@ -560,7 +560,11 @@ def test_demo_runs_end_to_end(tmp_path, how):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "result: OK" in done.stdout and "streaming.started" in done.stdout and "call.hangup" in done.stdout
     assert "/_emulator/ui  (open it now" in done.stdout and "\nnext:\n  ./dev demo --incoming" in done.stdout
-    assert not (tmp_path / "old-run-inbound.wav").exists() and len(list(tmp_path.glob("*.wav"))) == 4
+    assert not (tmp_path / "old-run-inbound.wav").exists()
+    # the bot's settings: it receives the caller only (inbound_track), and the caller hears it (what was played)
+    names = [path.name for path in tmp_path.glob("*.wav")]
+    kinds = sorted("inbound" if n.endswith("-inbound.wav") else n.split("-")[0].removesuffix(".wav") for n in names)
+    assert kinds == ["caller", "inbound", "played"], names
     if how:  # nobody but the demo answered: the answer started the stream
         assert "rings (call.initiated, parked): nobody else answers it" in done.stdout
         assert "webhooks: call.initiated, call.answered, streaming.started" in done.stdout
