@@ -142,8 +142,10 @@ def main(argv: list[str]) -> int:
         print(f"{what:>12}  {target / path}")
     if done.get(f"{FOLDER}/{FLOW}.flow/flow.yaml") == "kept (yours)":
         print(
-            f"note: {FOLDER}/{FLOW}.flow/flow.yaml holds your settings and was kept; to take this version, "
-            f"move it away, export again, then copy your settings (public_key, stream_url, stream_options, auth)."
+            f"note: {FOLDER}/{FLOW}.flow/flow.yaml holds your settings and was kept. This version may differ "
+            f"beyond the settings (its route branch runs a job only for the events that need one, its defaults "
+            f"serve a voice bot): to take it, move yours away, export again, then copy your settings (auth, "
+            f"public_key, stream_url, voice_bot, stream_options, answer_incoming, stream_outgoing)."
         )
     outside = left_out(target, [p for p in done if p.startswith("f/")])
     if outside:

@@ -70,3 +70,33 @@ def test_dev_says_which_python_it_needs_before_anything_else(tmp_path):
         "./dev needs Python 3.11 or newer with venv (found: Python 3.10); run it as PYTHON=python3.12 ./dev test\n"
     )
     assert not (tmp_path / ".venv").exists()
+
+
+def test_an_edited_flow_is_kept_and_the_note_names_every_setting_to_copy(tmp_path):
+    export = [sys.executable, "-m", "deploy.export", str(tmp_path)]
+    assert subprocess.run(export, cwd=ROOT, capture_output=True, timeout=60).returncode == 0
+    flow = tmp_path / "f" / "telnyx" / "start_stream_on_answer.flow" / "flow.yaml"
+    flow.write_text(flow.read_text().replace("value: ''", "value: 'my public key'", 1))  # the user's setting
+    again = subprocess.run(export, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0 and "my public key" in flow.read_text()  # theirs, untouched
+    assert f"kept (yours)  {flow}" in again.stdout
+    note = " ".join(line for line in again.stdout.splitlines() if "was kept" in line or line.startswith(" "))
+    for setting in (
+        "auth",
+        "public_key",
+        "stream_url",
+        "voice_bot",
+        "stream_options",
+        "answer_incoming",
+        "stream_outgoing",
+    ):
+        assert setting in note, setting  # every setting the shipped flow has
+    import yaml
+
+    shipped = yaml.safe_load((ROOT / "deploy" / "start_stream_on_answer.flow" / "flow.yaml").read_text())
+    (step,) = shipped["value"]["modules"][0]["value"]["branches"][0]["modules"]
+    settings = {name for name, given in step["value"]["input_transforms"].items() if given["type"] == "static"}
+    assert settings == {"auth", "public_key", "verify_signature", "stream_url", "voice_bot", "stream_options"} | {
+        "answer_incoming",
+        "stream_outgoing",
+    }  # the note's list is all of them but verify_signature, which stays true
