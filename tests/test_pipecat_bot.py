@@ -42,6 +42,14 @@ def correlation(a: array, b: array) -> float:
     return dot / math.sqrt(sum(x * x for x in a[:n]) * sum(y * y for y in b[:n]) or 1)
 
 
+def plays_from_its_start(segment: array, recording: array, stray_s: float = 0.1) -> bool:
+    """Whether ``segment`` is ``recording`` from its start, after at most ``stray_s`` of other frames: what
+    pipecat had on its way as it sent clear (it writes the clear as it stops its audio: a frame or two of
+    the audio it stopped may still follow, and play, on a loaded machine)."""
+    frames = range(0, round(stray_s * RATE) + 1, 160)  # whole 20 ms frames
+    return any(correlation(segment[skip:], recording) > 0.99 for skip in frames)
+
+
 @pytest.fixture(scope="module")
 def bot(tmp_path_factory):
     """One bot for the file: it takes one stream after another, as a server does."""
@@ -105,7 +113,7 @@ def test_the_bot_hears_the_caller_only_is_heard_and_stops_when_the_caller_speaks
     greeting, answer = played[:cut], played[cut:]
     assert 0.3 < len(greeting) / RATE < 1.5  # the caller spoke after LISTEN_S: the greeting was cut there
     assert 1.0 < len(answer) / RATE < len(reply) / RATE - 1.0  # the reply played until the caller spoke again
-    assert correlation(greeting, reply) > 0.99 and correlation(answer, reply) > 0.99
+    assert correlation(greeting, reply) > 0.99 and plays_from_its_start(answer, reply)
     # a barge-in clear stops it: of the 2 s and more of the reply left, at most what pipecat had on its way
     # as it sent clear (it writes the clear as it stops its audio: a frame or two may follow) played after it
     assert len(played) - round(clears[1]["played_s"] * RATE) <= 0.1 * RATE
