@@ -1,7 +1,7 @@
 """The shipped flow end to end: the emulator rings a call and sends its real webhook sequence, signed
 with its own Ed25519 key, to a stand-in for Windmill's flow webhook (tests/windmill/standin.py); the
 flow, deployed with the README's windmill-cli commands, runs in the miniature flow runner
-(tests/windmill/flows.py: its branch predicate evaluated in Node as Windmill's flow job evaluates it,
+(tests/windmill/flows.py: its branch predicate evaluated in Node as the flow's own run evaluates it,
 its step a job in the harness, importing the deployed script as a worker's loader does); nobody but
 the flow answers the call; the stream then really flows to a local WebSocket server. Each run counts
 the jobs that started a process: one per call. Also: the predicate against hostile bodies and against
@@ -36,6 +36,7 @@ from emulator.webhooks import sign
 from stream_server import Receiver
 
 SHIPPED = ROOT / "deploy" / "start_stream_on_answer.flow"
+PLACEHOLDER = "wss://your-server.example.com/media"  # flow.yaml's stream_url as shipped
 TOKEN = "wm-webhook-token-1234"
 RESOURCE = "u/you/telnyx"
 WEBHOOK_QUERY = f"token={TOKEN}&raw=true&include_header=telnyx-signature-ed25519,telnyx-timestamp"
@@ -137,10 +138,15 @@ def test_the_shipped_settings_serve_a_voice_bot():
     assert settings_["answer_incoming"] is True and settings_["verify_signature"] is True
     assert step.VOICE_BOT == {
         "stream_track": "inbound_track",
+        "stream_codec": "PCMU",  # a PCMA caller too reaches the bot in what it sends back (Telnyx transcodes)
         "stream_bidirectional_mode": "rtp",
         "stream_bidirectional_codec": "PCMU",
     }
     assert set(step.VOICE_BOT) <= set(DEPLOYED_SCRIPT.ANSWER_FIELDS)  # so it starts with the answer: one job
+    with_url = {**step.VOICE_BOT, "stream_url": STREAM}
+    assert DEPLOYED_SCRIPT.check_answer_body(with_url) == with_url  # answer takes each as it is
+    transforms = find_module(SHIPPED_FLOW, "event")["value"]["input_transforms"]
+    assert transforms["stream_url"]["value"] == step.PLACEHOLDER_URL  # the placeholder the step refuses
     assert step.RECORDER == {"stream_track": "both_tracks"}
 
 
@@ -193,6 +199,7 @@ def test_an_incoming_call_is_answered_with_a_voice_bots_stream_in_one_command(em
     assert sent == {
         "stream_url": STREAM,
         "stream_track": "inbound_track",
+        "stream_codec": "PCMU",
         "stream_bidirectional_mode": "rtp",
         "stream_bidirectional_codec": "PCMU",
         "client_state": step.STREAMING_MARK,
@@ -213,13 +220,22 @@ def test_an_incoming_call_is_answered_with_a_voice_bots_stream_in_one_command(em
     [
         (  # a field of yours replaces that field only
             {"stream_options": {"stream_track": "both_tracks", "stream_bidirectional_codec": "PCMA"}},
-            {"stream_track": "both_tracks", "stream_bidirectional_mode": "rtp", "stream_bidirectional_codec": "PCMA"},
+            {
+                "stream_track": "both_tracks",
+                "stream_codec": "PCMU",
+                "stream_bidirectional_mode": "rtp",
+                "stream_bidirectional_codec": "PCMA",
+            },
         ),
         (
             {"stream_options": {"stream_codec": "PCMU", "stream_bidirectional_target_legs": "self"}},
             {**step.VOICE_BOT, "stream_codec": "PCMU", "stream_bidirectional_target_legs": "self"},
         ),
-        ({"stream_options": {"stream_bidirectional_mode": None}}, {"stream_track": "inbound_track"}),  # null: none
+        (  # null: none sent
+            {"stream_options": {"stream_bidirectional_mode": None, "stream_codec": None}},
+            {"stream_track": "inbound_track"},
+        ),
+        ({"stream_options": {"stream_codec": "PCMA"}}, {**step.VOICE_BOT, "stream_codec": "PCMA"}),
         ({"voice_bot": False}, {"stream_track": "both_tracks"}),  # a recorder or transcriber
         ({"voice_bot": False, "stream_options": {"stream_track": "inbound_track"}}, {"stream_track": "inbound_track"}),
         (
@@ -307,8 +323,9 @@ def test_bad_stream_settings_are_refused_before_anything_is_sent(emulator):
         (
             "streaming.failed",
             {"failure_reason": "connection_failed"},
-            "streaming.failed: the stream did not start (failure_reason: connection_failed); check that stream_url "
-            "is reachable from the internet and accepts the WebSocket handshake.",
+            "streaming.failed: the stream did not start (failure_reason: connection_failed); check the host, port "
+            "and path of stream_url, and that the server there accepts the WebSocket handshake (Telnyx connects "
+            "from the internet).",
         ),
     ],
 )
@@ -380,7 +397,7 @@ def test_the_webhook_input_has_the_bodys_keys_the_raw_body_and_the_headers():
     assert webhook_args(body, headers, f"token={TOKEN}") == {"data": {"id": "e"}, "meta": {"attempt": 1}}
 
 
-# -- the branch predicate: evaluated in the flow job, before any check ------------------------------------
+# -- the branch predicate: evaluated in the flow's own run, before any check ------------------------------
 def flow_input(data=None, **body) -> dict:
     """What the flow receives for a webhook whose body holds ``data`` (and ``body``'s keys), as Windmill
     builds it (args.rs): the body's keys, the raw body, the two headers."""
@@ -451,7 +468,7 @@ HOSTILE = {  # flow inputs a stranger can make Windmill build from one POST: non
 
 def test_the_predicate_cannot_throw_whatever_the_body():
     """Windmill fails the run when a branch predicate throws (compute_bool_from_expr's error ends the
-    flow job): the predicate must give false, not an error, for anything a stranger can post."""
+    flow's own run): the predicate must give false, not an error, for anything a stranger can post."""
     names = list(HOSTILE)
     answers = predicate(PREDICATE, [HOSTILE[n] for n in names])
     assert dict(zip(names, answers)) == dict.fromkeys(names, False)
@@ -837,6 +854,31 @@ def test_a_bad_setting_or_header_input_is_refused_by_name_and_nothing_is_sent(
     assert run.result["name"] == "TelnyxWebhookError" and run.result["extra"]["check"] == check
     assert says in run.result["message"]
     assert sent_for(deployed, call) == []
+
+
+@pytest.mark.parametrize(
+    ("event_type", "direction", "settings_"),
+    [
+        ("call.initiated", "incoming", {}),  # the setting left as shipped
+        ("call.answered", "outgoing", {}),
+        ("call.initiated", "incoming", {"stream_url": "", "stream_options": {"stream_url": " " + PLACEHOLDER}}),
+    ],
+)
+def test_the_shipped_placeholder_stream_url_is_refused_by_name_and_nothing_is_sent(
+    deployed, event_type, direction, settings_
+):
+    """A deployment whose stream_url was left as shipped would answer every call and stream it to
+    example.com: the step refuses, and the call is neither answered nor streamed."""
+    _, emulator, _ = deployed
+    run, call = job(deployed, event_type, direction, **{"stream_url": PLACEHOLDER, **settings_})
+    assert run.status == "failure" and run.processes == 1
+    assert run.result["name"] == "TelnyxWebhookError" and run.result["extra"]["check"] == "settings"
+    assert run.result["message"].startswith(
+        "stream_url is still the shipped placeholder: set it to your WebSocket server"
+    )
+    assert sent_for(deployed, call) == []  # nothing reached the emulator: no answer, no stream
+    assert emulator.call(call).state == ("ringing" if direction == "incoming" else "answered")
+    assert emulator.call(call).streams == []
 
 
 def test_booleans_given_as_text_are_read_as_booleans(deployed):

@@ -58,11 +58,20 @@ URL_OPTIONS = "raw=true&include_header=telnyx-signature-ed25519,telnyx-timestamp
 # client_state of a call answered with its stream (base64, as Telnyx requires): its call.answered is done
 STREAMING_MARK = base64.b64encode(b'{"stream":"started with the answer"}').decode()
 CALL_ENDED = "90018"  # the caller hung up before the command arrived: nothing left to do
+PLACEHOLDER_URL = "wss://your-server.example.com/media"  # flow.yaml's shipped stream_url: never a server of yours
 # The stream a voice bot needs: the caller only (with both_tracks, a bot such as pipecat's takes the
 # call's outbound audio, its own voice included, as the caller speaking), and a way to speak back
 # (Telnyx plays raw audio from the server only with rtp; PCMU is what pipecat sends by default, and
-# a codec other than what the server sends plays as noise). All three are fields answer takes.
-VOICE_BOT = {"stream_track": "inbound_track", "stream_bidirectional_mode": "rtp", "stream_bidirectional_codec": "PCMU"}
+# a codec other than what the server sends plays as noise). stream_codec PCMU too: a bot that answers
+# in the codec it receives (the example server does) would otherwise get a PCMA caller's PCMA and send
+# it back, played as PCMU: noise. Telnyx transcodes between PCMU and PCMA (its stream_codec docs).
+# All four are fields answer takes.
+VOICE_BOT = {
+    "stream_track": "inbound_track",
+    "stream_codec": "PCMU",
+    "stream_bidirectional_mode": "rtp",
+    "stream_bidirectional_codec": "PCMU",
+}
 # A recorder or transcriber hears both sides and never speaks: no bidirectional fields.
 RECORDER = {"stream_track": "both_tracks"}
 
@@ -124,7 +133,14 @@ def main(
             "envelope",
         )
     seen["call_control_id"] = call_control_id
-    stream = check_body({**stream_settings, "stream_url": stream_url or stream_settings.get("stream_url")})
+    url = stream_url or stream_settings.get("stream_url")
+    if isinstance(url, str) and url.strip() == PLACEHOLDER_URL:
+        raise TelnyxWebhookError(
+            f"stream_url is still the shipped placeholder: set it to your WebSocket server (the flow's "
+            f"stream_url setting, now {PLACEHOLDER_URL}). Nothing was sent to Telnyx.",
+            "settings",
+        )
+    stream = check_body({**stream_settings, "stream_url": url})
     if event_type == "call.initiated":
         if direction != "incoming":
             why = f"call.initiated ({direction}): the callee answers; the stream starts on call.answered."
@@ -276,8 +292,9 @@ def _why_not(event_type: str, payload: dict[str, Any]) -> str:
     if event_type == "streaming.failed":
         reason = payload.get("failure_reason") or "not given"
         return (
-            f"streaming.failed: the stream did not start (failure_reason: {reason}); check that stream_url "
-            "is reachable from the internet and accepts the WebSocket handshake."
+            f"streaming.failed: the stream did not start (failure_reason: {reason}); check the host, port and "
+            "path of stream_url, and that the server there accepts the WebSocket handshake (Telnyx connects "
+            "from the internet)."
         )
     if event_type.startswith("streaming."):
         return f"{event_type}: Telnyx reports on a stream; nothing to start."
