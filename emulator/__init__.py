@@ -41,9 +41,9 @@ class Emulator:
     ) -> None:
         self.webhooks = Sender()
         self.backend = Backend(api_key, webhooks=self.webhooks)
+        self.server = Server((host, port), self.backend)  # first: a port in use raises before any thread starts
         self.media = MediaRunner(self.backend, fast=fast, record_dir=record_dir) if media else None
         self.backend.media = self.media
-        self.server = Server((host, port), self.backend)
         self.server.keep_alive = keep_alive
         self.api_key = api_key
         self.host = host

@@ -7,6 +7,7 @@ runs until SIGINT or SIGTERM, then exits 0.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import signal
 import sys
@@ -46,14 +47,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="print only the JSON line (no narration on stderr)")
     args = parser.parse_args(argv)
 
-    emulator = Emulator(
-        port=args.port,
-        api_key=args.api_key,
-        media=not args.no_media,
-        fast=args.fast,
-        record_dir=args.record_dir,
-        keep_alive=not args.no_keep_alive,
-    )
+    try:
+        emulator = Emulator(
+            port=args.port,
+            api_key=args.api_key,
+            media=not args.no_media,
+            fast=args.fast,
+            record_dir=args.record_dir,
+            keep_alive=not args.no_keep_alive,
+        )
+    except OSError as error:
+        why = "is in use (another server listens there)" if error.errno == errno.EADDRINUSE else f"fails: {error}"
+        print(
+            f"python -m emulator: port {args.port} on 127.0.0.1 {why}: stop it, or pick another --port", file=sys.stderr
+        )
+        return 1
     if not args.quiet:  # what happens, line by line, on stderr (stdout keeps only the JSON line)
         emulator.narrate(lambda line: print(line, file=sys.stderr, flush=True))
     emulator.start()

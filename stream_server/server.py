@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import errno
 import json
 import statistics
 import sys
@@ -138,6 +139,25 @@ class TalkBack:
             self._say(f"mark {self.MARK!r} came back")
 
 
+class PerStream:
+    """``on_frame`` giving each stream a handler of its own, made by ``make()`` at the stream's first
+    frame: a TalkBack holds one stream's state (its greeting, its barge-in, what it said), so streams
+    at the same time or one after another never share it. ``of(report)``: that stream's handler."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self.make = make
+        self._handlers: dict[int, Any] = {}  # id() of the stream's report: the Receiver keeps each report
+
+    def of(self, report: StreamReport) -> Any:
+        return self._handlers.get(id(report))
+
+    async def __call__(self, report: StreamReport, frame: dict[str, Any], ws: Any) -> None:
+        handler = self._handlers.get(id(report))
+        if handler is None:
+            handler = self._handlers[id(report)] = self.make()
+        await handler(report, frame, ws)
+
+
 class Receiver:
     """A WebSocket server on 127.0.0.1 in a background thread; ``url`` is its ws:// address.
 
@@ -158,6 +178,7 @@ class Receiver:
         self.reports: list[StreamReport] = []
         self.loop = asyncio.new_event_loop()
         self._ready = threading.Event()
+        self._failed: OSError | None = None  # why it could not listen (a port in use)
         self._changed = threading.Condition()
         self._server: Server | None = None
         self._thread = threading.Thread(target=self._run, name="receiver", daemon=True)
@@ -167,8 +188,12 @@ class Receiver:
         return f"ws://{self.host}:{self.port}"
 
     def start(self) -> Receiver:
+        """Listen; raise OSError when it cannot (the port is in use), its thread then ended."""
         self._thread.start()
         self._ready.wait(10)
+        if self._failed is not None:
+            self._thread.join(5)
+            raise self._failed
         return self
 
     def stop(self) -> None:
@@ -230,9 +255,15 @@ class Receiver:
         async def begin() -> None:
             self._server = await serve(self._handle, self.host, self.port, max_size=1 << 22, ping_interval=None)
             self.port = self._server.sockets[0].getsockname()[1] if self._server.sockets else self.port
-            self._ready.set()
 
-        self.loop.run_until_complete(begin())
+        try:
+            self.loop.run_until_complete(begin())
+        except OSError as error:
+            self._failed = error
+            self.loop.close()
+            return
+        finally:
+            self._ready.set()
         self.loop.run_forever()
 
     async def _handle(self, ws: ServerConnection) -> None:
@@ -311,14 +342,23 @@ def main(argv: list[str] | None = None) -> int:
         help="talk back (needs stream_bidirectional_mode rtp): speak, mark, clear on barge-in",
     )
     args = parser.parse_args(argv)
-    bot = TalkBack() if args.talk else None
-    receiver = Receiver(args.out, port=args.port, on_frame=bot).start()
+    bots = PerStream(TalkBack) if args.talk else None  # each stream its own voice bot
+    try:
+        receiver = Receiver(args.out, port=args.port, on_frame=bots).start()
+    except OSError as error:
+        why = "is in use (another server listens there)" if error.errno == errno.EADDRINUSE else f"fails: {error}"
+        print(
+            f"python -m stream_server: port {args.port} on 127.0.0.1 {why}: stop it, or pick another --port",
+            file=sys.stderr,
+        )
+        return 1
     print(f"listening on {receiver.url}; Ctrl-C to stop", file=sys.stderr)
     count = 0
     try:
         while True:
             for report in receiver.wait(count + 1, timeout=3600)[count:]:
-                print(json.dumps({**report.summary(), **({"talk_back": bot.said} if bot else {})}))
+                talked = bots.of(report) if bots else None
+                print(json.dumps({**report.summary(), **({"talk_back": talked.said} if talked else {})}), flush=True)
                 count += 1
     except KeyboardInterrupt:
         pass

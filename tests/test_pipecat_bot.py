@@ -7,12 +7,14 @@ recording the bot shipped; the bot's report says what it heard. Runs in ./dev te
 from __future__ import annotations
 
 import math
+import socket
+import subprocess
 from array import array
 from pathlib import Path
 
 import pytest
 from conftest import AUTH, KEY
-from pipecat_bot import REPLY, PipecatBot, needs_pipecat
+from pipecat_bot import BOT, PIPECAT_PYTHON, REPLY, ROOT, PipecatBot, needs_pipecat
 
 import audio_codecs as audio
 import script
@@ -173,3 +175,18 @@ def test_pipecat_refuses_l16_and_the_emulator_says_so(bot, emulator, tmp_path):
     assert "Unsupported encoding: L16" in bot.log_so_far()  # pipecat's own words
     (warning,) = stream.summary()["warnings"]
     assert "pipecat 1.14's TelnyxFrameSerializer refuses it ('Unsupported encoding: L16')" in warning
+
+
+def test_on_a_port_in_use_the_bot_says_so_in_one_line_and_exits_1():
+    with socket.socket() as other:  # a server of the user's already there
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        done = subprocess.run(
+            [str(PIPECAT_PYTHON), str(BOT), "--port", str(port)], cwd=ROOT, capture_output=True, text=True, timeout=120
+        )
+    assert done.returncode == 1 and done.stdout == "" and "Traceback" not in done.stderr
+    ours = [line for line in done.stderr.splitlines() if line.startswith("bot.py: ")]
+    assert ours == [
+        f"bot.py: port {port} on 127.0.0.1 is in use (another server listens there): stop it, or pick another --port"
+    ]

@@ -1,10 +1,10 @@
 """A voice bot on pipecat for Telnyx media streams: it greets the caller with a recording, says it again
 each time they stop speaking, and stops talking when they speak over it. No AI service, no key.
 
-Run it (pipecat has its own venv; ./dev makes it, or: python -m venv .venv-pipecat &&
-.venv-pipecat/bin/pip install -r examples/pipecat_bot/requirements.txt):
+Run it (pipecat has its own venv, .venv-pipecat: ./dev bot makes it if need be, then runs this file with
+the flags given):
 
-    .venv-pipecat/bin/python examples/pipecat_bot/bot.py --host 127.0.0.1 --port 8765
+    ./dev bot --port 8765        (or .venv-pipecat/bin/python examples/pipecat_bot/bot.py --port 8765)
 
 It prints one JSON line when ready, {"url": "ws://127.0.0.1:8765/ws"} (--port 0: any free port), then one
 JSON line per stream when it ends (what the bot heard, said and cut short). Give that url to Telnyx as
@@ -13,7 +13,8 @@ JSON line per stream when it ends (what the bot heard, said and cut short). Give
     {"stream_url": "wss://.../ws", "stream_track": "inbound_track",
      "stream_bidirectional_mode": "rtp", "stream_bidirectional_codec": "PCMU"}
 
-Against the emulator: ``TELNYX_BASE_URL=... python script.py CALL_ID --body '{...}'``, as the README shows.
+Behind the shipped webhook flow, on this machine: ``./dev flow --stream-url ws://127.0.0.1:8765/ws``
+(docs/pipecat.md); or against the emulator alone: ``TELNYX_BASE_URL=... python script.py CALL_ID --body '{...}'``.
 
 How it is built: pipecat's own pieces, unmodified. The WebSocket route reads Telnyx's first two frames with
 pipecat's ``parse_telephony_websocket`` and builds ``TelnyxFrameSerializer`` as pipecat's runner does
@@ -43,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import os
 import socket
@@ -250,7 +252,12 @@ def main(argv: list[str] | None = None) -> int:
     logger.remove()
     logger.add(sys.stderr, level="DEBUG" if args.verbose else "INFO")
     reply = read_reply(args.reply)
-    listener = socket.create_server((args.host, args.port))  # bound here, so --port 0 can say which port
+    try:
+        listener = socket.create_server((args.host, args.port))  # bound here, so --port 0 can say which port
+    except OSError as error:
+        why = "is in use (another server listens there)" if error.errno == errno.EADDRINUSE else f"fails: {error}"
+        print(f"bot.py: port {args.port} on {args.host} {why}: stop it, or pick another --port", file=sys.stderr)
+        return 1
     host, port = listener.getsockname()[:2]
     print(json.dumps({"url": f"ws://{host}:{port}/ws"}), flush=True)
     server = uvicorn.Server(uvicorn.Config(app(reply, args.record_dir), log_level="warning"))
