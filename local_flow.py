@@ -1,18 +1,21 @@
 """The shipped webhook flow, run on this machine against your own stream server: ``./dev flow``.
 
     ./dev flow --stream-url ws://127.0.0.1:8765                 the shipped flow, its shipped settings
+    ./dev flow --stream-url ws://127.0.0.1:8765/ws              the pipecat bot (./dev bot): its path is /ws
     ./dev flow --flow ~/my-workspace/f/telnyx/start_stream_on_answer.flow/flow.yaml   the flow you edited
 
 The emulator plays Telnyx: its calls ring, and their webhooks (signed with the emulator's key) go to
 the flow, run as Windmill runs it (tests/windmill: Windmill's webhook input, the flow's branch
-predicate evaluated as the flow job does, each step a cold job in a process of its own, the deployed
+predicate evaluated in the flow's own run, each step a job: a cold Python process, the deployed
 script imported by path through a stand-in for Windmill's API). The flow answers each call and
 streams it to your server. Settings come from the flow file (the shipped one, or an exported
-flow.yaml you edited), then from the flags; ``public_key`` and ``auth`` are always the emulator's
-(its signing key, its API key). Ring a call from the emulator's page, or with the curl command
-printed; each flow run is printed as it ends (its jobs, what the step did, or why it refused).
-``--once`` rings ``--calls`` calls, waits for them to end, prints what each did, and exits 0 only
-when every call streamed and no run failed.
+flow.yaml you edited), then from the flags, checked first with the script's own checks (an
+``http://`` URL is refused before any call rings); ``public_key`` and ``auth`` are always the
+emulator's (its signing key, its API key). Ring a call from the emulator's page, or with the curl
+command printed; each flow run is printed as it ends (its jobs, what the step did, or why it
+refused), and each call's summary as the call ends (what the caller heard, the emulator's notes).
+A call whose stream failed is hung up, as its caller hearing nothing would. ``--once`` rings
+``--calls`` calls, waits for them to end, and exits 0 only when every call streamed and no run failed.
 
 From Python (a test, a pipecat bot's own check): ``with LocalFlow(stream_url=...) as flow:``, then
 ``flow.ring()``, ``flow.wait_call(call)``, ``flow.runs(call)``, ``flow.emulator`` (its calls, streams
@@ -39,7 +42,10 @@ from windmill.flows import FlowRun, FlowRunner, _lock_file, find_module  # noqa:
 from windmill.harness import site  # noqa: E402
 from windmill.standin import StandIn  # noqa: E402
 
+import script  # noqa: E402  (the product's own checks of the stream settings)
+from audio_codecs import SAMPLE_RATES  # noqa: E402
 from emulator import Emulator  # noqa: E402
+from emulator.exceptions import CallEnded  # noqa: E402
 
 SHIPPED = ROOT / "deploy" / "start_stream_on_answer.flow" / "flow.yaml"
 FLOW_PATH = "f/telnyx/start_stream_on_answer"  # where the README deploys it
@@ -47,6 +53,8 @@ SCRIPT_PATH = "f/telnyx/streaming_start"  # the script the step imports
 TOKEN = "local-flow-webhook-token"  # noqa: S105 - the stand-in's webhook token, on 127.0.0.1 only
 URL_OPTIONS = "raw=true&include_header=telnyx-signature-ed25519,telnyx-timestamp"
 PLACEHOLDER = "wss://your-server.example.com/media"  # the shipped stream_url: to be replaced
+FAILED_HANGUP = "the stream failed, so the caller, hearing nothing, hung up"  # the call's ended_why
+INSTALLING = "./dev flow: first run: installing the flow step's packages with pip (about 15 s; cached after)..."
 
 
 class FlowFileError(ValueError):
@@ -119,6 +127,11 @@ class LocalFlow:
             raise FlowFileError(
                 "stream_url is not set: give your server's WebSocket URL, e.g. --stream-url ws://127.0.0.1:8765"
             )
+        options = transforms.get("stream_options", {}).get("value")
+        try:  # what the step would refuse on every call, refused now, before a call rings
+            script.check_body({**(options if isinstance(options, dict) else {}), "stream_url": url})
+        except script.TelnyxInputError as error:
+            raise FlowFileError(f"the flow's stream settings would be refused on every call: {error}") from None
         self.settings = transforms
         self.emulator = Emulator(port=port, record_dir=record_dir)
         if narrate is not None:
@@ -136,7 +149,8 @@ class LocalFlow:
         resource = auth[len("$res:") :] if isinstance(auth, str) and auth.startswith("$res:") else "u/you/telnyx"
         transforms["auth"] = {"type": "static", "value": f"$res:{resource}"}
         step = find_module(self.flow, "event")["value"]
-        site(_lock_file(step.get("lock") or ""))  # the step's packages, installed before the first call
+        # the step's packages, installed before the first call (once: they are cached)
+        site(_lock_file(step.get("lock") or ""), announce=lambda: print(INSTALLING, file=sys.stderr, flush=True))
         self.emulator.start()
         self.api.__enter__()
         self._started = True
@@ -200,14 +214,30 @@ class LocalFlow:
         ended; return those runs."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            call = self.emulator.call(call_control_id)
-            sent = self.emulator.webhooks.events(call_control_id)
-            runs = self.runs(call_control_id)
-            streams_done = all(s.done.is_set() for s in call.streams) if self.emulator.media else True
-            if call.state == "ended" and streams_done and len(runs) >= len(sent):
-                return runs
+            if self.ended(call_control_id):
+                return self.runs(call_control_id)
             time.sleep(0.05)
         raise TimeoutError(f"call {call_control_id} had not ended, with every run of its events, after {timeout} s")
+
+    def ended(self, call_control_id: str) -> bool:
+        """Whether the call has ended, its streams have stopped and the run of each of its events has ended."""
+        call = self.emulator.call(call_control_id)
+        sent = self.emulator.webhooks.events(call_control_id)
+        streams_done = all(s.done.is_set() for s in call.streams) if self.emulator.media else True
+        return call.state == "ended" and streams_done and len(self.runs(call_control_id)) >= len(sent)
+
+    def hang_up_failed(self, call_control_id: str) -> bool:
+        """Hang up the call if it is answered and a stream of it failed, as its caller, who hears nothing,
+        would (the emulator's caller talks only once a stream runs: it would wait on the line forever).
+        Return whether it did."""
+        call = self.emulator.call(call_control_id)
+        if call.state != "answered" or not any(s.state == "failed" for s in call.streams):
+            return False
+        try:
+            self.emulator.backend.hangup(call_control_id, by="caller", why=FAILED_HANGUP)
+        except CallEnded:  # it ended meanwhile
+            return False
+        return True
 
     def _ended(self, args: dict[str, Any], outcome: FlowRun | BaseException) -> None:
         if self._on_run is None:
@@ -222,19 +252,21 @@ def _object(value: Any) -> dict[str, Any]:
 
 
 def describe(event_type: str, call_control_id: str, outcome: FlowRun | BaseException) -> str:
-    """One line for a run: the event, the jobs that started a process, what the step did or why it refused."""
+    """One line for a run: the event, its jobs (each a Windmill run of a script: a Python process), then
+    what the step did, or why it refused."""
     head = f"{time.strftime('%H:%M:%S')} {event_type:18s} {call_control_id[:14]:14s}"
     if isinstance(outcome, BaseException):
         return f"{head} the flow runner broke: {outcome!r}"
-    jobs = f"{outcome.processes} job{'' if outcome.processes == 1 else 's'}"
-    if outcome.status == "failure":
-        result = _object(outcome.result)
-        error = _object(result.get("error")) or result
-        return f"{head} FAILED ({jobs}): {error.get('name', 'error')}: {error.get('message', outcome.result)}"
-    if not outcome.processes:
-        return f"{head} {outcome.status} (no job): the flow's route ends it, nothing to do"
+    jobs = f"{outcome.processes or 'no'} job{'' if outcome.processes == 1 else 's'}"
     result = _object(outcome.result)
-    return f"{head} {outcome.status} ({jobs}): {result.get('action', '?')}: {result.get('why', '')}"
+    if outcome.status == "failure":
+        error = _object(result.get("error")) or result
+        return f"{head} {jobs}, FAILED: {error.get('name', 'error')}: {error.get('message', outcome.result)}"
+    if not outcome.processes:
+        return f"{head} no job: the flow's route ends the run (nothing to do)"
+    action = result.get("action", "?")
+    done = "nothing sent" if action == "none" else str(action)  # a stop Windmill labels "skipped"
+    return f"{head} {jobs}, {done}: {result.get('why', '')}"
 
 
 def summary(flow: LocalFlow, call_control_id: str) -> tuple[bool, list[str]]:
@@ -243,7 +275,7 @@ def summary(flow: LocalFlow, call_control_id: str) -> tuple[bool, list[str]]:
     runs = flow.runs(call_control_id)
     failed = [kind for kind, o in runs if isinstance(o, BaseException) or o.status == "failure"]
     jobs = sum(o.processes for _, o in runs if not isinstance(o, BaseException))
-    lines = [f"call {call_control_id}: {len(runs)} events, {jobs} job(s) started a process; {call.ended_why}"]
+    lines = [f"call {call_control_id}: {len(runs)} events, {jobs} job{'' if jobs == 1 else 's'}; {call.ended_why}"]
     for stream in call.streams:
         heard = len(stream.played) / stream.played_rate
         lines.append(
@@ -260,9 +292,27 @@ def summary(flow: LocalFlow, call_control_id: str) -> tuple[bool, list[str]]:
     return ok, lines
 
 
+def verdict(flow: LocalFlow, call_control_id: str) -> str:
+    """Why a call did not stream, in a few words."""
+    call = flow.emulator.call(call_control_id)
+    failed = [s for s in call.streams if s.state == "failed"]
+    if failed:
+        return (
+            f"its stream failed ({failed[0].failure_reason}): check the host, port and path of the stream_url "
+            "and that your server there accepts the WebSocket handshake"
+        )
+    broken = [k for k, o in flow.runs(call_control_id) if isinstance(o, BaseException) or o.status == "failure"]
+    if broken:
+        return f"the run of {broken[0]} failed (its line above says why)"
+    return "no stream started" if not call.streams else "it streamed"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="./dev flow", description=__doc__.splitlines()[0])
-    parser.add_argument("--stream-url", help="your WebSocket server, e.g. ws://127.0.0.1:8765 (the flow's stream_url)")
+    parser.add_argument(
+        "--stream-url",
+        help="your WebSocket server, e.g. ws://127.0.0.1:8765 (pipecat's bot: .../ws), the flow's stream_url",
+    )
     parser.add_argument("--flow", default=str(SHIPPED), help="a flow.yaml (default: the shipped one)")
     example = '{"stream_codec": "PCMU"}'
     parser.add_argument("--stream-options", metavar="JSON", help=f"the flow's stream_options, e.g. '{example}'")
@@ -271,6 +321,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=1, help="incoming calls to ring at once (default 1; 0: none)")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds each caller talks (default 10)")
     parser.add_argument("--listen", type=float, default=1.5, help="seconds each caller first listens (default 1.5)")
+    parser.add_argument(
+        "--codec", default="PCMU", choices=sorted(SAMPLE_RATES), help="the callers' codec (default PCMU)"
+    )
     parser.add_argument("--audio", metavar="FILE.wav", help="16-bit WAV the caller says (default: a tone sequence)")
     parser.add_argument("--record-dir", help="save what the caller hears (your server's audio), one WAV per stream")
     parser.add_argument("--once", action="store_true", help="ring --calls calls, wait for them to end, then exit")
@@ -290,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         with printing:
             print(line, file=to, flush=True)
 
-    call_options = {"duration_s": args.duration, "listen_s": args.listen}
+    call_options = {"duration_s": args.duration, "listen_s": args.listen, "codec": args.codec}
     if args.audio:
         call_options["audio"] = args.audio
     try:
@@ -308,29 +361,64 @@ def main(argv: list[str] | None = None) -> int:
     except FlowFileError as error:
         print(f"./dev flow: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # the emulator's --port
+        print(
+            f"./dev flow: cannot listen on 127.0.0.1:{args.port} ({error.strerror}): pick another --port",
+            file=sys.stderr,
+        )
+        return 1
     with flow:
         settings = {k: t.get("value") for k, t in flow.settings.items() if t["type"] == "static" and k != "public_key"}
         say(f"the flow {args.flow}, run as Windmill runs it; its settings: {json.dumps(settings)}")
         say("(public_key and auth are the emulator's: it signs the webhooks and takes the commands)")
         say(f"its webhook: {flow.webhook_url}")
         say(f"the emulator: {flow.emulator.base_url}; watch and ring calls at {flow.emulator.ui_url}")
-        calls = [flow.ring() for _ in range(max(args.calls, 0))]
-        if not args.once:
-            say(f"ring another call: {flow.ring_command}   (Ctrl-C to stop)")
-            signal.signal(signal.SIGTERM, _interrupt)  # stopped like Ctrl-C: the runs under way finish
-            try:
-                threading.Event().wait()
-            except KeyboardInterrupt:
-                say("stopping: the runs under way finish first")
+        ended: dict[str, bool] = {}  # each call summed up as it ends: whether it streamed
+        changed = threading.Condition()
+        stopping = threading.Event()
+
+        def watch() -> None:
+            """Hang up each call whose stream failed; print each call's summary once it has ended."""
+            while not stopping.wait(0.05):
+                with flow.emulator.backend.lock:
+                    calls = [c for c in flow.emulator.backend.calls if c not in ended]
+                for call in calls:
+                    flow.hang_up_failed(call)
+                    if flow.ended(call):
+                        good, lines = summary(flow, call)
+                        for line in lines:
+                            say(line)
+                        with changed:
+                            ended[call] = good
+                            changed.notify_all()
+
+        watcher = threading.Thread(target=watch, name="local-flow-calls", daemon=True)
+        watcher.start()
+        try:
+            calls = [flow.ring() for _ in range(max(args.calls, 0))]
+            if not args.once:
+                say(f"ring another call: {flow.ring_command}   (Ctrl-C to stop)")
+                signal.signal(signal.SIGTERM, _interrupt)  # stopped like Ctrl-C: the runs under way finish
+                try:
+                    threading.Event().wait()
+                except KeyboardInterrupt:
+                    say("stopping: the runs under way finish first")
+                    return 0
+            limit = args.duration + args.listen + 120  # a call that rings out ends in 30 s; a stream plays on
+            with changed:
+                if not changed.wait_for(lambda: all(c in ended for c in calls), timeout=limit):
+                    waiting = ", ".join(c for c in calls if c not in ended)
+                    say(f"./dev flow --once: calls still not ended after {limit:g} s: {waiting}")
+                    return 1
+            bad = [c for c in calls if not ended[c]]
+            if not bad:
+                say(f"./dev flow --once: {len(calls)} call(s), each answered and streaming, no run failed")
                 return 0
-        ok = True
-        for call in calls:
-            flow.wait_call(call, timeout=args.duration + args.listen + 120)
-            good, lines = summary(flow, call)
-            ok = ok and good
-            for line in lines:
-                say(line)
-    return 0 if ok else 1
+            say(f"./dev flow --once: {len(bad)} of {len(calls)} call(s) did not stream: {verdict(flow, bad[0])}")
+            return 1
+        finally:
+            stopping.set()
+            watcher.join(10)
 
 
 def _interrupt(*_: object) -> None:

@@ -44,6 +44,56 @@ def test_a_fresh_clones_first_command_says_what_it_sets_up_then_runs(tmp_path):
     assert (again.stdout, again.stderr) == ("the demo runs\n", "")  # set up: nothing more to say
 
 
+def fresh_clone_with_dev(folder) -> dict[str, str]:
+    """./dev alone in ``folder``, as on a fresh clone; the environment that runs it."""
+    shutil.copyfile(ROOT / "dev", folder / "dev")
+    (folder / "dev").chmod(0o755)
+    return {**os.environ, "PYTHON": getattr(sys, "_base_executable", sys.executable)}
+
+
+def test_dev_bot_makes_the_pipecat_venv_first_then_runs_the_bot_with_your_flags(tmp_path):
+    """./dev bot on a fresh clone: .venv-pipecat made and installed, said before and after (here its
+    requirements are pip alone, already there), then examples/pipecat_bot/bot.py (a stand-in) with the flags."""
+    env = fresh_clone_with_dev(tmp_path)
+    bot = tmp_path / "examples" / "pipecat_bot"
+    bot.mkdir(parents=True)
+    (bot / "requirements.txt").write_text("pip\n")
+    (bot / "bot.py").write_text(
+        "import sys; print('the bot runs with', sys.argv[1:], sys.prefix.endswith('-pipecat'))\n"
+    )
+    command = [str(tmp_path / "dev"), "bot", "--port", "0"]
+    first = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+    assert first.returncode == 0, first.stdout
+    lines = first.stdout.splitlines()
+    assert (
+        lines[0]
+        == "./dev: installing pipecat into .venv-pipecat with pip (about a minute and 530 MB the first time)..."
+    )
+    assert re.fullmatch(r"\./dev: \.venv-pipecat is ready \(\d+ s\)", lines[1]), lines
+    assert lines[2:] == ["the bot runs with ['--port', '0'] True"]  # in .venv-pipecat, with the flags given
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert (again.stdout, again.stderr) == ("the bot runs with ['--port', '0'] True\n", "")
+
+
+def test_dev_flow_says_it_installs_windmills_parser_as_itself(tmp_path):
+    """./dev flow needs Windmill's parser from npm too: the line that says so names ./dev, not ./dev test.
+    npm is a stand-in here (nothing is downloaded)."""
+    env = fresh_clone_with_dev(tmp_path)
+    (tmp_path / "requirements-dev.txt").write_text("pip\n")
+    (tmp_path / "local_flow.py").write_text("print('the flow runs')\n")
+    (tmp_path / "tests" / "windmill").mkdir(parents=True)
+    (tmp_path / "tests" / "windmill" / "package-lock.json").write_text("{}\n")
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "npm").write_text("#!/bin/sh\nmkdir -p node_modules\n")
+    (tmp_path / "bin" / "npm").chmod(0o755)
+    env["PATH"] = f"{tmp_path / 'bin'}:{env['PATH']}"
+    done = subprocess.run([str(tmp_path / "dev"), "flow"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout == "the flow runs\n", done.stdout + done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        "./dev: installing Windmill's parser, windmill-cli and flow validator with npm (tests/windmill)..."
+    )
+
+
 def read_until(fd: int, words: str, seconds: float) -> str:
     """What the terminal shows, up to ``words`` (or everything until the program ends or time runs out)."""
     seen, deadline = b"", time.monotonic() + seconds

@@ -8,8 +8,10 @@ the emulator's records and the recording the bot ships. Runs in ./dev test's sta
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
+from conftest import ROOT
 from pipecat_bot import REPLY, PipecatBot, needs_pipecat
 from test_pipecat_bot import LISTEN_S, RATE, correlation, first_turn, plays_from_its_start, silence, talking
 
@@ -42,8 +44,9 @@ def test_a_call_answered_by_the_shipped_flow_reaches_the_bot_which_is_heard_and_
     assert all(o.status in ("success", "skipped") for _, o in runs), runs
     assert sum(o.processes for _, o in runs) == 1
     (answer,) = answers
-    assert {k: answer[k] for k in ("stream_track", "stream_bidirectional_mode", "stream_bidirectional_codec")} == {
+    assert {k: v for k, v in answer.items() if k.startswith("stream_") and k != "stream_url"} == {
         "stream_track": "inbound_track",
+        "stream_codec": "PCMU",
         "stream_bidirectional_mode": "rtp",
         "stream_bidirectional_codec": "PCMU",
     }
@@ -67,3 +70,55 @@ def test_a_call_answered_by_the_shipped_flow_reaches_the_bot_which_is_heard_and_
     assert len(played) - round(clears[1]["played_s"] * RATE) <= 0.1 * RATE  # nothing more after the last clear
     (recording,) = (tmp_path / "played").glob("*.wav")  # what the caller heard, as the emulator recorded it
     assert audio.read_wav(recording, RATE) == played
+
+
+def test_the_bot_started_with_dev_bot_answers_a_call_of_dev_flow_at_its_ws_path(tmp_path):
+    """docs/pipecat.md's way, as a user types it: ./dev bot (its venv made if need be), then ./dev flow with
+    the URL it printed (its path is /ws)."""
+    bot = subprocess.Popen(
+        [str(ROOT / "dev"), "bot", "--port", "0", "--record-dir", str(tmp_path)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert bot.stdout is not None
+        url = json.loads(bot.stdout.readline())["url"]  # {"url": "ws://127.0.0.1:<port>/ws"}, once it listens
+        assert url.startswith("ws://127.0.0.1:") and url.endswith("/ws")
+        done = subprocess.run(
+            [str(ROOT / "dev"), "flow", "--stream-url", url, "--once", "--duration", "3"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert (
+            done.stdout.splitlines()[-1] == "./dev flow --once: 1 call(s), each answered and streaming, no run failed"
+        )
+        assert "note:" not in done.stdout and "the caller heard 0.00 s" not in done.stdout  # the bot was heard
+        report = json.loads(bot.stdout.readline())  # the bot's report of the stream, as it ended
+        assert report["encoding"] == "PCMU" and report["heard_s"] >= 3.0 and report["replies"] >= 1
+    finally:
+        bot.terminate()
+        assert bot.wait(30) in (0, -15)
+
+
+def test_a_stream_pipecat_refuses_ends_the_call_of_dev_flow_once_with_a_line_that_says_why(bot):
+    """L16, which pipecat 1.14 refuses: the stream fails, the caller hangs up, ./dev flow --once exits 1 soon."""
+    l16 = '{"stream_codec": "L16"}'
+    done = subprocess.run(
+        [str(ROOT / "dev"), "flow", "--stream-url", bot.url, "--once", "--duration", "3", "--stream-options", l16],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stdout + done.stderr, done.stdout + done.stderr
+    assert "the stream failed, so the caller, hearing nothing, hung up" in done.stdout
+    assert "  note: " in done.stdout and "Unsupported encoding: L16" in done.stdout  # the emulator names why
+    assert done.stdout.splitlines()[-1].startswith(
+        "./dev flow --once: 1 of 1 call(s) did not stream: its stream failed (connection_closed): check the host"
+    )
+    assert bot.next_report()["encoding"] == "L16"  # the bot's report of that stream, read: the next test's is next

@@ -39,7 +39,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -152,12 +152,15 @@ else:
 """
 
 
-def site(lock: Path, python: str = PYTHON) -> Path:
+def site(lock: Path, python: str = PYTHON, announce: Callable[[], None] | None = None) -> Path:
     """The lock's packages, each installed with --no-deps into one target folder by ``python``'s pip
-    (its wheels are the ones that interpreter can load; cached)."""
+    (its wheels are the ones that interpreter can load; cached). ``announce()`` is called before pip runs
+    (not when the folder is there already)."""
     digest = hashlib.sha256(lock.read_bytes() + _version(python).encode()).hexdigest()[:16]
     target = HERE / ".sites" / f"{lock.stem}-{digest}"
     if not (target / ".complete").exists():
+        if announce is not None:
+            announce()
         shutil.rmtree(target, ignore_errors=True)
         subprocess.run(
             [
