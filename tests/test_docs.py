@@ -52,6 +52,14 @@ def test_the_readme_reads_in_five_minutes_and_tells_no_history():
         assert (ROOT / link).exists(), link
 
 
+def test_every_relative_link_of_the_docs_resolves():
+    """A link in docs/ is relative to docs/: ../script.py, not script.py."""
+    for page in DOCS:
+        for link in re.findall(r"\]\(([^)#\s]+)", page.read_text()):
+            if not link.startswith(("http://", "https://", "mailto:")):
+                assert (page.parent / link).exists(), f"{page.relative_to(ROOT)} links {link}, which is not there"
+
+
 def test_every_field_is_documented():
     fields = (ROOT / "docs" / "fields.md").read_text()
     for field in script.BODY_FIELDS:
