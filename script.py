@@ -38,7 +38,7 @@ import sys
 import threading
 import time
 import uuid
-from contextvars import ContextVar
+from contextvars import ContextVar, copy_context
 from typing import Any, Dict, List, Mapping, NamedTuple, TypedDict
 from urllib.parse import quote, urlsplit
 
@@ -814,32 +814,27 @@ def _show(value: Any, limit: int = 80) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# HTTP. requests' HTTPAdapter sends; the deadline is built beside it, in plain sight:
-# - Each attempt runs in a thread of its own while the caller waits for it, until the deadline at
-#   most: no name lookup, dead address, TLS handshake, proxy or dripping answer holds the caller
-#   longer. The thread is a daemon and ends with its attempt: nothing of ours runs between calls,
-#   and nothing keeps the process from exiting.
-# - At the deadline the caller cuts the attempt's socket: a shutdown, one system call that never
-#   blocks and makes the thread's blocked read or write fail at once, so the thread ends soon after.
-#   A name lookup cannot be cut: the thread ends when the resolver gives up (its own timeout), and
-#   a connection opened after the deadline is closed as soon as connecting returns.
-# - Each calling thread has a pool of its own, so the deadline never cuts a connection that another
-#   call is using; a cut connection left in the pool is seen closed and replaced.
-# - "Nothing was sent" is said on evidence only: the attempt failed (or was cut) while connecting
-#   (name lookup, addresses, a proxy's tunnel, the TLS handshake), before the request was written.
-# No Session: no cookies, no redirects, no ~/.netrc. A forked child starts pools of its own. The
-# retry loop is written out in _post_with_retries; urllib3's Retry is the policy it asks (attempts
-# left, backoff, Retry-After). A failure is classified once (_classify), and the message is built
-# from that.
+# HTTP. requests' HTTPAdapter sends, in the caller's thread; the deadline is kept beside it (_try_once):
+# each socket operation waits at most its timeout, never past the deadline; a name lookup or a SOCKS
+# handshake, which nothing can interrupt, runs in a thread of its own that the caller waits for until the
+# deadline at most; and a clock, a thread alive only while attempts run, cuts an attempt's socket (a
+# shutdown) when its deadline passes. Each calling thread has its own pool, so a cut never reaches a
+# connection another call uses; a cut connection left in the pool is seen closed and replaced. "Nothing
+# was sent" is said on evidence only: the attempt failed, or was cut, while connecting. No Session: no
+# cookies, no redirects, no ~/.netrc. The retry loop is written out (_post_with_retries); urllib3's Retry
+# is the policy it asks (attempts left, backoff, Retry-After). A failure is classified once (_classify).
 #
-# What this relies on that requests, urllib3 and http.client do not document (tests/test_public_ground.py
-# fails loudly, naming the item, when a release changes one; everything else used here is documented):
-#   1. PoolManager.pool_classes_by_scheme and a pool class's ConnectionCls: how _AttemptConnection
-#      gets into every pool, direct, through a proxy and through SOCKS.
-#   2. http.client.HTTPConnection.sock: the socket a deadline cuts.
-#   3. urllib3's SSLTransport.socket: the socket under TLS inside TLS (an https proxy), for that cut.
-#   4. HTTPConnection.response_class, HTTPResponse.begin and .debuglevel: the stricter _Response,
-#      and no debug output (it would print the Authorization header).
+# Beyond the documented surface of requests, urllib3 and http.client, this relies on (each checked by
+# tests/test_public_ground.py, which fails naming the item when a release changes it):
+#   1. PoolManager.pool_classes_by_scheme and a pool's ConnectionCls: _AttemptConnection in every pool.
+#   2. http.client.HTTPConnection.sock (seen as it is set): the socket a deadline cuts.
+#   3. urllib3's SSLTransport.socket: the socket under TLS inside TLS (an https proxy).
+#   4. HTTPConnection.response_class, HTTPResponse.begin and .debuglevel: the stricter _Response, and no
+#      debug output (it would print the Authorization header).
+#   5. requests.utils.get_environ_proxies and default_user_agent, urllib3.util.response.assert_header_parsing:
+#      public names their API pages do not list.
+#   6. How errors are told apart: the chain of causes under requests' and urllib3's wrappers, urllib3's
+#      NameResolutionError.conn.host, OpenSSL's reasons (_NOT_TLS), PySocks' errors by their module.
 # ---------------------------------------------------------------------------------------------
 class _Failure(NamedTuple):
     kind: str  # a key of _FAILURES
@@ -884,82 +879,112 @@ _FAILURES = {
 
 
 class _DeadlinePassed(OSError):
-    """Raised in an attempt's thread when it goes on after the caller gave up on it (its deadline)."""
+    """The attempt's deadline has passed: nothing more is connected or written (raised by the hooks below)."""
 
 
 class _Attempt:
-    """One attempt: its deadline, the connection it uses, and what reached the wire. The attempt's
-    thread reports here (``connecting``, ``connected``, ``writing``, ``finish``); the caller reads the
-    outcome, or ``abandon``s the attempt at its deadline. One lock orders the two: a cut never comes
-    after ``finish``, and an abandoned attempt never uses a connection again."""
+    """One attempt: its deadline, the socket it uses, how far the request got. The connection hooks
+    report here (in the caller's thread, or a lookup's); the clock cuts it at the deadline. One lock
+    orders the two: nothing is cut after ``finish``, nothing is connected or written after ``cut``."""
 
-    def __init__(self, deadline: float) -> None:
-        self.deadline = deadline
-        self.done = threading.Event()
-        self.outcome: tuple = (None, None)
-        self._abandoned = False
+    def __init__(self, deadline: float, socks: bool) -> None:
+        self.deadline, self.socks = deadline, socks  # socks: through a SOCKS proxy (its handshake cannot be cut)
+        self.cut = False
+        self.connecting = ""  # "now", "done" or "failed" (the request never left); "": no connect in this attempt
+        self.requested = False  # request() began: a byte of the request may have left
+        self._socket: Any = None  # the OS socket in use (under any TLS)
+        self._done = False
         self._lock = threading.Lock()
-        self._conn: Any = None  # the connection in use, while the deadline may cut it
-        self._requested = False  # request() was called: a byte of the request may have left
-        self._connect = ""  # "now" while connecting, then "done" or "failed" (nothing of the request left)
 
-    def connecting(self, conn: Any) -> None:
+    def reached(self, connecting: str | None = None, requested: bool = False, sock: Any = None) -> None:
+        """Connecting began or ended, the request began, or ``sock`` is the attempt's socket now. After the
+        deadline only a failure is taken: a new socket is cut at once, and nothing is connected or written."""
         with self._lock:
-            self._use(conn)
-            self._connect = "now"
-
-    def connected(self, failed: bool) -> None:
-        with self._lock:
-            if not failed and self._abandoned:  # connected after the deadline (a slow name lookup): never used
+            if self.cut and connecting != "failed":
+                _shut(sock)
                 raise _DeadlinePassed
-            self._connect = "failed" if failed else "done"
-
-    def writing(self, conn: Any) -> None:
-        with self._lock:
-            self._use(conn)
-            self._requested = True
-
-    def _use(self, conn: Any) -> None:
-        if self._abandoned:
-            raise _DeadlinePassed
-        self._conn = conn
+            self.connecting = connecting or self.connecting
+            self.requested = self.requested or requested
+            self._socket = sock if sock is not None else self._socket
 
     def sent(self) -> bool:
         """Whether a byte of the request may have left: False only on evidence that none did."""
-        return self._requested and self._connect not in ("now", "failed")
+        return not (self.connecting in ("now", "failed") or (self.connecting == "done" and not self.requested))
 
-    def finish(self, outcome: tuple) -> None:
+    def cut_now(self) -> bool:
+        """The deadline passed: shut the socket in use down (a blocked read or write fails at once); whether
+        there was one."""
         with self._lock:
-            self.outcome, self._conn = outcome, None  # from now on abandon() cuts nothing
-            self.done.set()
+            if not self._done:
+                self.cut = True
+                _shut(self._socket)
+            return self._socket is not None
 
-    def abandon(self) -> bool:
-        """The deadline passed: cut the connection in use (its thread's blocked read or write fails at once,
-        and the thread ends). False when the attempt finished first: its outcome stands."""
+    def finish(self) -> None:
         with self._lock:
-            if self.done.is_set():
-                return False
-            self._abandoned = True
-            if self._conn is not None:
-                _cut(self._conn.sock)  # undocumented (2): http.client's attribute
-            return True
+            self._done = True
 
 
-def _cut(sock: Any) -> None:
-    """Shut a connection's socket down: the OS socket, below TLS inside TLS too (shutting an SSLSocket
-    down through its own method would unwrap it under the reader)."""
-    if not isinstance(sock, socket.socket):
-        sock = getattr(sock, "socket", None)  # undocumented (3): urllib3's SSLTransport over the proxy's TLS
+def _shut(sock: Any) -> None:
+    """Shut a socket down at the OS level: one system call that never blocks (an SSLSocket's own shutdown
+    would unwrap it under its reader); closing is left to the thread that uses it."""
     if isinstance(sock, socket.socket):
         try:
             socket.socket.shutdown(sock, socket.SHUT_RDWR)
-        except OSError:  # closed already, or never connected
+        except OSError:  # closed already, or not connected yet
             pass
 
 
-# The attempt of the thread that runs it: requests' and urllib3's signatures cannot carry it to the
-# connection urllib3 picks, so _run sets it (in the attempt's own thread) and _AttemptConnection reads
-# it; outside an attempt (None) a connection behaves as urllib3's.
+# The clock: a thread that runs only while attempts do (it ends when none is left), and cuts each attempt
+# whose deadline passes. Registering costs a lock; the clock is woken only for a deadline earlier than
+# the one it sleeps until.
+_WATCH = threading.Condition()
+_WATCHED: Dict[_Attempt, None] = {}
+_CLOCK: Dict[str, Any] = {"thread": None, "wakes": 0.0}
+
+
+def _watch(attempt: _Attempt) -> None:
+    with _WATCH:
+        _WATCHED[attempt] = None
+        thread = _CLOCK["thread"]
+        if thread is None or not thread.is_alive():
+            thread = threading.Thread(target=_clock, name="telnyx-streaming-start-clock", daemon=True)
+            try:
+                thread.start()
+            except RuntimeError:  # no thread can start now: each socket operation is still bounded by its timeout
+                return
+            _CLOCK["thread"] = thread
+        elif attempt.deadline < _CLOCK["wakes"]:
+            _WATCH.notify()
+
+
+def _unwatch(attempt: _Attempt) -> None:
+    attempt.finish()  # from now on the clock cuts nothing of it
+    with _WATCH:
+        _WATCHED.pop(attempt, None)
+        if not _WATCHED:
+            _WATCH.notify()  # the clock ends
+
+
+def _clock() -> None:
+    with _WATCH:
+        while _WATCHED:
+            now = time.monotonic()
+            for attempt in [a for a in _WATCHED if a.deadline <= now]:
+                attempt.cut_now()
+                del _WATCHED[attempt]
+            _CLOCK["wakes"] = min((a.deadline for a in _WATCHED), default=now)
+            _WATCH.wait(_CLOCK["wakes"] - now)
+        _CLOCK["thread"] = None
+
+
+_LOOKUPS_AT_MOST = 64  # name lookups (or SOCKS handshakes) under way at once, each in a thread of its own
+_LOOKUPS = threading.BoundedSemaphore(_LOOKUPS_AT_MOST)
+
+
+# The attempt of this thread: requests' and urllib3's signatures cannot carry it to the connection urllib3
+# picks, so _try_once sets it and _AttemptConnection reads it (a lookup's thread gets a copy). Outside an
+# attempt (None) a connection behaves as urllib3's.
 _ATTEMPT: ContextVar[_Attempt | None] = ContextVar("telnyx_attempt", default=None)
 
 
@@ -989,34 +1014,98 @@ class _Response(http.client.HTTPResponse):
 
 class _AttemptConnection:
     """Mixed into each urllib3 connection class the adapter's pools use: it tells the attempt of this
-    thread (_ATTEMPT) which connection it uses and when connecting ends, so the caller can cut it at the
-    deadline and knows whether the request may have been written. Outside an attempt it is urllib3's."""
+    thread (_ATTEMPT) which socket it uses, as soon as urllib3 sets it (before TLS or a proxy's tunnel,
+    so the clock can cut those too), and how far the request got; and it runs a connect that must look
+    up a name, or pass a SOCKS handshake, in a thread of its own (neither can be cut). Outside an
+    attempt it is urllib3's."""
 
     response_class = _Response  # undocumented (4)
     debuglevel = property(lambda self: 0, lambda self, value: None)  # (4) debug output would show the key
+
+    @property
+    def sock(self) -> Any:  # undocumented (2): http.client's socket attribute, seen as it is set
+        return vars(self).get("sock")
+
+    @sock.setter
+    def sock(self, value: Any) -> None:
+        vars(self)["sock"] = value
+        attempt = _ATTEMPT.get()
+        if attempt is not None and value is not None:
+            attempt.reached(sock=_os_socket(value))  # after the deadline: cut at once
 
     def connect(self) -> None:
         attempt = _ATTEMPT.get()
         if attempt is None:
             return super().connect()  # type: ignore[misc]
-        attempt.connecting(self)
+        attempt.reached(connecting="now")
         try:
-            super().connect()  # type: ignore[misc]
+            if attempt.socks or not _is_address(self.host):  # type: ignore[attr-defined]
+                _in_a_thread_of_its_own(self, attempt)
+            else:
+                super().connect()  # type: ignore[misc]
         except BaseException:
-            attempt.connected(failed=True)
+            attempt.reached(connecting="failed")
             raise
-        try:
-            attempt.connected(failed=False)
-        except _DeadlinePassed:
-            self.close()  # type: ignore[attr-defined]
-            raise
+        attempt.reached(connecting="done")
         return None
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         attempt = _ATTEMPT.get()
         if attempt is not None:
-            attempt.writing(self)
+            attempt.reached(requested=True, sock=_os_socket(self.sock))
         super().request(*args, **kwargs)  # type: ignore[misc]
+
+
+def _os_socket(sock: Any) -> Any:
+    """The OS socket under ``sock``: itself, or under urllib3's TLS inside TLS (an https proxy)."""
+    return sock if isinstance(sock, socket.socket) else getattr(sock, "socket", None)  # undocumented (3)
+
+
+def _in_a_thread_of_its_own(conn: Any, attempt: _Attempt) -> None:
+    """Connect ``conn`` (a name lookup, which nothing can interrupt, or a SOCKS handshake) in a thread this
+    one waits for until the deadline at most. A connect that goes on after the deadline ends in its
+    thread: a socket it opens is cut as it is set, and closed there."""
+    done, failed = threading.Event(), []
+
+    def run() -> None:
+        try:
+            super(_AttemptConnection, conn).connect()
+        except BaseException as error:  # handed to the caller below
+            failed.append(error)
+            if attempt.cut:  # the caller has given up on it
+                conn.close()
+        finally:
+            _LOOKUPS.release()
+            done.set()
+
+    if not _LOOKUPS.acquire(blocking=False):
+        raise _TooManyLookups
+    thread = threading.Thread(target=copy_context().run, args=(run,), daemon=True)
+    try:
+        thread.start()
+    except RuntimeError:  # no thread can start now: connecting runs here, each socket operation bounded
+        run()
+    try:
+        if not done.wait(max(attempt.deadline - time.monotonic(), 0)):
+            raise _DeadlinePassed
+    except BaseException:  # the deadline, or Ctrl-C
+        if attempt.cut_now():  # its socket exists: cut, its thread ends at once; let it finish first
+            done.wait(1.0)
+        raise
+    if failed:
+        raise failed[0]
+
+
+class _TooManyLookups(OSError):
+    """_LOOKUPS_AT_MOST name lookups have not returned: this one is not even tried."""
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 @functools.cache
@@ -1063,9 +1152,13 @@ def _adapter() -> _Adapter:
 
 
 def _after_fork() -> None:
-    global _POOLS, _KEYS_LOCK
+    """A forked child has none of its parent's threads: it starts its own clock, lookups and pools."""
+    global _POOLS, _KEYS_LOCK, _WATCH, _LOOKUPS
     _FORKED.append(_POOLS)
-    _POOLS, _KEYS_LOCK = threading.local(), threading.Lock()
+    _POOLS, _KEYS_LOCK, _WATCH = threading.local(), threading.Lock(), threading.Condition()
+    _LOOKUPS = threading.BoundedSemaphore(_LOOKUPS_AT_MOST)
+    _WATCHED.clear()
+    _CLOCK.update(thread=None, wakes=0.0)
 
 
 if hasattr(os, "register_at_fork"):  # POSIX
@@ -1089,6 +1182,7 @@ def _post_with_retries(
     headers = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": _USER_AGENT}
     request = requests.Request("POST", url, data=data, headers=headers).prepare()
     request.headers["Authorization"] = f"Bearer {api_key}"
+    proxies = _proxies(url)
     # Retry is the policy this loop asks: attempts left, the backoff, Retry-After. Which answers and
     # failures are retried is decided here (RETRY_STATUSES, _FAILURES), so it needs no forcelist.
     retry = Retry(
@@ -1106,7 +1200,7 @@ def _post_with_retries(
             why = "deadline_s passed before a retry. " if answered is not None else ""
             return _give_up(answered, failure, command_id, attempts, api_key, why, sent)
         attempts += 1
-        answer, failure = _try_once(request, timeout_s, deadline)
+        answer, failure = _try_once(request, timeout_s, deadline, proxies)
         sent = sent or failure is None or failure.sent
         if answer is not None and answer.status not in RETRY_STATUSES:
             return _result(answer, command_id, attempts, api_key)
@@ -1137,50 +1231,44 @@ def _post_with_retries(
         time.sleep(wait)
 
 
-def _try_once(request: requests.PreparedRequest, timeout_s: float, deadline: float) -> tuple:
-    """One attempt, bounded by the deadline: ``(_Answer, None)`` or ``(None, _Failure)``. It runs in a
-    thread of its own that this one waits for until the deadline; then it is cut (see the comment at
-    the top of this section)."""
-    attempt, adapter = _Attempt(deadline), _adapter()
-    thread = threading.Thread(
-        target=_run, args=(attempt, adapter, request, timeout_s), name="telnyx-streaming-start-attempt", daemon=True
-    )
+def _try_once(request: requests.PreparedRequest, timeout_s: float, deadline: float, proxies: Dict[str, str]) -> tuple:
+    """One attempt, bounded by the deadline: ``(_Answer, None)`` or ``(None, _Failure)``. It runs in this
+    thread, bounded three ways: each socket operation waits at most its timeout, never past the deadline
+    (_send_and_read); a name lookup or a SOCKS handshake, which nothing can interrupt, runs in a thread
+    this one waits for until the deadline at most (_AttemptConnection.connect); and the clock cuts the
+    attempt's socket when the deadline passes, so that no server, proxy or TLS handshake dripping its
+    answer holds it longer. What was read as the clock cut is never trusted: the socket's end can read
+    as the answer's end."""
+    attempt = _Attempt(deadline, socks=any(p.startswith("socks") for p in proxies.values()))
+    _watch(attempt)
+    token = _ATTEMPT.set(attempt)
     try:
-        thread.start()
-    except RuntimeError:  # no thread can start now: it runs here, each socket operation bounded by its timeout
-        _run(attempt, adapter, request, timeout_s)
-    if not attempt.done.wait(max(deadline - time.monotonic(), 0)) and attempt.abandon():
-        # cut mid-answer, the socket's end can read as the answer's end: never trusted
+        answer, failure = _send_and_read(request, timeout_s, deadline, proxies)
+    except Exception as exc:  # whatever the server or the network did: classified, never a crash
+        answer, failure = None, _classify(exc, attempt.sent())
+    finally:
+        _ATTEMPT.reset(token)
+        _unwatch(attempt)
+    if attempt.cut or (failure is not None and failure.kind == "timeout" and time.monotonic() >= deadline):
         return None, _Failure("timeout", "deadline_s passed before an answer came", attempt.sent())
-    answer, failure = attempt.outcome
-    if failure is not None and failure.kind == "timeout" and time.monotonic() >= deadline:
-        return None, _Failure("timeout", "deadline_s passed before an answer came", failure.sent)
     return answer, failure
 
 
-def _run(attempt: _Attempt, adapter: _Adapter, request: requests.PreparedRequest, timeout_s: float) -> None:
-    """The attempt itself, in its own thread: whatever the server or the network does, it ends classified."""
-    token = _ATTEMPT.set(attempt)
-    try:
-        outcome = _send_and_read(adapter, request, timeout_s, attempt.deadline)
-    except Exception as exc:
-        outcome = None, _classify(exc, attempt.sent())
-    finally:
-        _ATTEMPT.reset(token)
-    attempt.finish(outcome)
-
-
-def _send_and_read(adapter: _Adapter, request: requests.PreparedRequest, timeout_s: float, deadline: float) -> tuple:
+def _send_and_read(
+    request: requests.PreparedRequest, timeout_s: float, deadline: float, proxies: Dict[str, str]
+) -> tuple:
     """Send the request and read the answer, capped at MAX_RESPONSE_BYTES."""
     left = max(deadline - time.monotonic(), 0.001)
     bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
     if bundle and not os.path.exists(bundle):  # requests would refuse it too, with a plain OSError
         return None, _Failure("tls", f"the CA bundle {_show(bundle)} does not exist", False)
-    response = adapter.send(  # the adapter never reads the body: it is read below, capped
+    if not all(map(_is_proxy_url, proxies.values())):  # requests and urllib3 would refuse it too
+        return None, _Failure("proxy", "HTTPS_PROXY is not a proxy URL", False)
+    response = _adapter().send(  # the adapter never reads the body: it is read below, capped
         request,
         timeout=(min(CONNECT_TIMEOUT_S, timeout_s, left), min(timeout_s, left)),
         verify=bundle or True,
-        proxies=_proxies(request.url or ""),
+        proxies=proxies,
     )
     with response:  # closing it unread closes the connection: a cut-off answer never returns to the pool
         if not 200 <= response.status_code < 600:  # an interim 1xx as the answer: the real one is still unread
@@ -1193,6 +1281,15 @@ def _send_and_read(adapter: _Adapter, request: requests.PreparedRequest, timeout
         return _Answer(response.status_code, response.headers, content, response.raw), None
 
 
+def _is_proxy_url(proxy: str) -> bool:
+    """Whether requests can use ``proxy`` (without a scheme it takes http://, as requests does)."""
+    try:
+        parts = urllib3.util.parse_url(proxy if "://" in proxy else f"http://{proxy}")
+    except urllib3.exceptions.LocationParseError:
+        return False
+    return bool(parts.host) and parts.scheme in ("http", "https", "socks4", "socks4a", "socks5", "socks5h")
+
+
 def _proxies(url: str) -> Dict[str, str]:
     """The environment's proxy for https (the request is tunnelled, the key stays encrypted); none
     for http, which only goes to loopback: a proxy would read the key in clear text."""
@@ -1201,8 +1298,11 @@ def _proxies(url: str) -> Dict[str, str]:
 
 def _classify(exc: BaseException, sent: bool) -> _Failure:
     """What a failure IS, decided once, from the chain of causes under requests' and urllib3's wrappers;
-    ``sent`` (a byte of the request was written) is the wire's fact, not the error's."""
-    kind, detail = _what_failed(exc)
+    ``sent`` (whether a byte of the request may have left) is the attempt's evidence, not the error's."""
+    try:
+        kind, detail = _what_failed(exc)
+    except Exception:  # a library that changed the shape of its errors: still one of our three errors
+        kind, detail = "other", type(exc).__name__
     if kind == "other" and sent:  # an unforeseen failure once the request went out: the answer was the trouble
         kind = "unusable"
     return _Failure(kind, detail, sent)
@@ -1217,8 +1317,8 @@ def _what_failed(exc: BaseException) -> tuple:
     found = lambda *kinds: next((e for e in chain if isinstance(e, kinds)), None)  # noqa: E731
     os_error = next((e for e in chain if isinstance(e, OSError) and e.strerror), None)
     why = os_error.strerror if os_error is not None else ""  # the OS's words: "Connection refused"
-    if found(requests.exceptions.InvalidProxyURL, urllib3.exceptions.ProxySchemeUnknown):
-        return "proxy", "HTTPS_PROXY is not a proxy URL"
+    if found(_TooManyLookups):
+        return "resolve", f"{_LOOKUPS_AT_MOST} name lookups of earlier attempts have not returned: DNS is not answering"
     socks_errors = [e for e in chain if type(e).__module__ == "socks"]  # PySocks' own errors, the cause last
     if socks_errors:
         return "proxy", f"the SOCKS proxy failed ({_show_text(str(socks_errors[-1]), 120)})"
@@ -1230,7 +1330,7 @@ def _what_failed(exc: BaseException) -> tuple:
         answered = f" ({_show_text(refusal.args[0], 120)})" if refusal is not None else ""
         return "proxy", f"the proxy refused to open a tunnel{answered}"
     ssl_error = found(ssl.SSLError)
-    if getattr(ssl_error, "reason", None) == "WRONG_VERSION_NUMBER":  # OpenSSL's code for an answer that is not TLS
+    if getattr(ssl_error, "reason", None) in _NOT_TLS:  # what OpenSSL says of an answer that is not TLS
         return "plain", "the server did not answer in TLS (it speaks plain HTTP, or another protocol)"
     if ssl_error is not None or found(urllib3.exceptions.SSLError):
         bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
@@ -1254,6 +1354,8 @@ def _what_failed(exc: BaseException) -> tuple:
     return "other", f"{type(exc).__name__}: {_show_text(said, 120)}"
 
 
+# OpenSSL's reasons for an answer that is not TLS: before 3.2, and from 3.2 on (SSLError.reason)
+_NOT_TLS = ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE")
 _UNUSABLE = (  # what makes an answer unusable, in the order checked
     ((_MalformedHeadersError,), "the answer has header lines that do not parse (not shown)"),
     ((http.client.LineTooLong,), "a line of the answer is too long"),

@@ -169,7 +169,7 @@ class Internals:
     def attempt(deadline: float) -> Any:
         """One attempt's record on its own: the moments a test cannot time with a live attempt (the deadline
         passing just as the attempt finishes, or before it holds a connection)."""
-        return script._Attempt(deadline)
+        return script._Attempt(deadline, socks=False)
 
     @staticmethod
     def masked(value: Any, api_key: str) -> Any:

@@ -367,49 +367,50 @@ def test_a_deadline_passing_just_after_the_attempt_finished_cuts_nothing():
     ours, peer = socket.socketpair()
     with ours, peer:
         attempt = internals.attempt(time.monotonic() - 1)  # its deadline has passed
-        attempt.writing(Held(ours))
-        attempt.finish(("the answer", None))  # its thread finished first: the connection may be pooled now
-        assert attempt.abandon() is False  # the caller, late: its outcome stands, nothing is cut
+        attempt.reached(requested=True, sock=ours)
+        attempt.finish()  # it finished first: the connection may be back in the pool
+        attempt.cut_now()  # the clock, late
         ours.sendall(b"still open")
-        assert peer.recv(10) == b"still open" and attempt.outcome == ("the answer", None)
+        assert peer.recv(10) == b"still open" and attempt.cut is False
 
 
-def test_an_abandoned_attempt_cuts_what_it_holds_and_never_uses_a_connection_again():
+def test_a_cut_attempt_never_connects_nor_writes_again():
     ours, peer = socket.socketpair()
     with ours, peer:
         attempt = internals.attempt(time.monotonic() - 1)
-        attempt.connecting(Held(ours))
+        attempt.reached(connecting="now", sock=ours)
         assert attempt.sent() is False  # connecting: nothing of the request has left
-        assert attempt.abandon() is True and peer.recv(10) == b""  # the peer sees the end at once
-        for late in (lambda: attempt.connected(failed=False), lambda: attempt.writing(Held(ours))):
+        assert attempt.cut_now() is True and peer.recv(10) == b""  # the peer sees the end at once
+        for late in ({"connecting": "done"}, {"requested": True}):
             with pytest.raises(OSError):  # connected after the deadline, or about to write: refused
-                late()
+                attempt.reached(**late)
+        attempt.reached(connecting="failed")  # a failure is still taken
         assert attempt.sent() is False  # nothing was written, and it is known
 
 
-def test_an_attempt_abandoned_before_it_holds_a_connection_never_takes_one():
+def test_a_socket_set_after_the_deadline_is_cut_as_it_is_set():
+    """A name lookup the deadline overtook answers late: the connection it opens is cut at once."""
     ours, peer = socket.socketpair()
     with ours, peer:
         attempt = internals.attempt(time.monotonic() - 1)
-        assert attempt.abandon() is True  # a name lookup or the pool: nothing to cut yet
+        assert attempt.cut_now() is False  # a name lookup under way: no socket to cut yet
         with pytest.raises(OSError):
-            attempt.connecting(Held(ours))
-        ours.sendall(b"untouched")
-        assert peer.recv(10) == b"untouched"
+            attempt.reached(sock=ours)
+        assert peer.recv(10) == b""
 
 
-def test_the_request_may_have_left_once_written_unless_connecting_failed():
+def test_the_request_may_have_left_unless_there_is_evidence_it_did_not():
     attempt = internals.attempt(time.monotonic() + 10)
-    held = Held(None)  # type: ignore[arg-type]
-    attempt.writing(held)  # plain http connects inside request(): written first, then connecting
-    attempt.connecting(held)
+    assert attempt.sent() is True  # no hook reported anything (a library that no longer calls them): maybe sent
+    attempt.reached(requested=True)  # plain http connects inside request(): the request begins, then connecting
+    attempt.reached(connecting="now")
     assert attempt.sent() is False
-    attempt.connected(failed=True)
+    attempt.reached(connecting="failed")
     assert attempt.sent() is False  # the connection failed: the request never left
     again = internals.attempt(time.monotonic() + 10)
-    again.writing(held)
-    again.connecting(held)
-    again.connected(failed=False)
+    again.reached(connecting="done")
+    assert again.sent() is False  # connected, not written yet
+    again.reached(requested=True)
     assert again.sent() is True
 
 
@@ -459,23 +460,34 @@ def test_an_unforeseen_failure_shows_at_most_120_characters_of_its_text():
 
 
 def test_a_deadline_passing_as_the_pool_takes_the_connection_back_never_reaches_another_call(serve, monkeypatch):
-    """The worst moment, made to happen every time: the attempt's thread has handed its connection back to
-    the pool (urllib3's _put_conn, wrapped here) when its deadline passes, so the caller cuts a pooled
-    connection. No other call ever holds it: each calling thread has a pool of its own, and this thread's
-    next call sees the connection closed and opens another."""
+    """The worst moment, made to happen every time: the answer is read and its connection is back in the
+    pool (urllib3's _put_conn, wrapped here) when the deadline passes, so the clock cuts a pooled
+    connection. No other call ever holds it: each calling thread has a pool of its own, and this
+    thread's next call sees the connection closed and opens another."""
     import urllib3.connectionpool
 
-    server = serve(drip_or_answer)  # keep-alive, answers at once
+    cut = threading.Event()
+
+    def answer_then_see_the_cut(conn: socket.socket, request: bytes) -> None:
+        while request:
+            command_id = json.loads(request.split(b"\r\n\r\n", 1)[1])["command_id"]
+            body = json.dumps({"data": {"answers": command_id}}).encode()
+            conn.sendall(answer(200, [], body).replace(b"Connection: close\r\n", b""))
+            request = read_request(conn, limit=30)
+        if command_id == "ok-worst":
+            cut.set()  # the client shut this connection down after its answer
+
+    server = serve(answer_then_see_the_cut)
     assert start("ok-first", max_retries=0)[0] == {"data": {"answers": "ok-first"}}
     ours = internals.pool_for(server.base_url)  # this thread's pool, holding that connection
     put_conn = urllib3.connectionpool.HTTPConnectionPool._put_conn
-    armed, returned = threading.Event(), threading.Event()
+    armed = threading.Event()
 
     def deadline_passes_now(pool: Any, conn: Any) -> None:
         put_conn(pool, conn)
         if pool is ours and armed.is_set():
             armed.clear()
-            returned.wait(10)  # the caller cut it and returned: only then does the attempt finish
+            assert cut.wait(10)  # the answer is read, its connection pooled: the clock cuts it now
 
     monkeypatch.setattr(urllib3.connectionpool.HTTPConnectionPool, "_put_conn", deadline_passes_now)
     answers: list[Any] = []
@@ -483,9 +495,8 @@ def test_a_deadline_passing_as_the_pool_takes_the_connection_back_never_reaches_
     beside.start()  # calls on another thread, to the same server, throughout
     armed.set()
     result, took = start("ok-worst", deadline_s=0.3, max_retries=0)
-    returned.set()
     beside.join(30)
-    assert isinstance(result, script.TelnyxConnectionError) and took < 0.8, (took, result)
+    assert isinstance(result, script.TelnyxConnectionError) and took < 0.8, (took, result)  # cut: not trusted
     assert "pass body.command_id = 'ok-worst'" in str(result)  # written: it may have reached Telnyx
     assert start("ok-after", max_retries=0)[0] == {"data": {"answers": "ok-after"}}
     assert answers == [{"data": {"answers": f"ok-beside-{n}"}} for n in range(20)]  # never touched
