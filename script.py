@@ -8,22 +8,21 @@
 # ///
 """Telnyx — Streaming start: fork a live call's audio to your WebSocket server.
 
-A Windmill script (also a plain Python function; its command line is script_cli.py in a clone). It
-POSTs ``{base}/calls/{call_control_id}/actions/streaming_start`` with the body you give, exactly as
-the original hub script does, and adds what a live call needs: the body is checked before anything
-is sent, a retry can never start a second stream (one ``command_id`` for every attempt), the whole
-call (connecting, waiting, reading, retries) ends by a deadline, and errors say what to fix. The
-API key is never printed, logged, raised or returned. ``answer`` sends Telnyx's answer command with
-the same guarantees (the shipped webhook flow imports it).
-
-Read top to bottom: the resource type, ``main`` and ``answer``, the body's fields (the ONE place they
-are defined: the validator and ``script.schema.json`` are built from it), then what they call.
+A Windmill script (also a plain Python function; its command line is script_cli.py in a clone). It POSTs
+``{base}/calls/{call_control_id}/actions/streaming_start`` with your body, as the original hub script does,
+plus what a live call needs: the body checked before anything is sent, retries that can never start a second
+stream (one ``command_id``), a deadline for the whole command, errors that say what to fix, and the API key
+never printed, logged, raised or returned. ``answer`` sends Telnyx's answer command the same way (the shipped
+webhook flow imports it). Read top to bottom: ``main`` and ``answer``, the body's fields (the ONE place they
+are defined: the validator and ``script.schema.json`` are built from them), then what they call.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import collections
+import contextlib
 import functools
 import http.client
 import ipaddress
@@ -39,7 +38,7 @@ import threading
 import time
 import uuid
 from contextvars import ContextVar, copy_context
-from typing import Any, Dict, List, Mapping, NamedTuple, TypedDict
+from typing import Any, Dict, List, Mapping, TypedDict
 from urllib.parse import quote, urlsplit
 
 import requests
@@ -50,22 +49,9 @@ from urllib3.util.response import assert_header_parsing
 
 __version__ = "1.2.0"
 __all__ = [  # what a Windmill job, a flow step importing f/telnyx/streaming_start, or script_cli.py uses
-    "ANSWER_FIELDS",
-    "ARG_FIELDS",
-    "BODY_FIELDS",
-    "HINTS",
-    "StreamingStartBody",
-    "StreamingStartResult",
-    "TelnyxAPIError",
-    "TelnyxConnectionError",
-    "TelnyxError",
-    "TelnyxInputError",
-    "answer",
-    "check_answer_body",
-    "check_body",
-    "check_key",
-    "main",
-    "telnyx",
+    *("ANSWER_FIELDS", "BODY_FIELDS", "BODY_SCHEMA", "HINTS", "StreamingStartBody", "StreamingStartResult"),
+    *("TelnyxAPIError", "TelnyxConnectionError", "TelnyxError", "TelnyxInputError", "answer"),
+    *("check_answer_body", "check_body", "check_key", "main", "telnyx"),
 ]
 
 
@@ -85,19 +71,13 @@ def main(
 ) -> Any:
     """Start streaming a live call's audio to a WebSocket server.
 
-    :param auth: the `telnyx` resource, ``{"apiKey": "KEY..."}``.
-    :param call_control_id: ``data.payload.call_control_id`` of the call's webhook.
-    :param body: the streaming_start body (see BODY_FIELDS); ``None``, ``""``, ``[]`` and ``{}``
-        values mean "not set" and are not sent.
-    :param timeout_s: seconds one attempt may wait for an answer.
-    :param deadline_s: seconds the whole call may take, retries and reading included.
-    :param max_retries: retries after a failed attempt; 0 turns them off.
-    :return: Telnyx's JSON answer (``{"data": {"result": "ok"}}``): a dict whose ``command_id``
-        attribute is the command_id that was sent; ``None`` for a 2xx with no body, as the
-        original returns.
-    :raises TelnyxInputError: (a ValueError) bad input; nothing was sent.
-    :raises TelnyxAPIError: Telnyx answered non-2xx; ``str()`` starts with ``"<status> <text>"``.
-    :raises TelnyxConnectionError: no answer (connection failed, timeout, deadline).
+    ``auth`` is the `telnyx` resource (``{"apiKey": "KEY..."}``), ``call_control_id`` the call's
+    ``data.payload.call_control_id``, ``body`` any of BODY_FIELDS (``None``, ``""``, ``[]``, ``{}``: not set, not
+    sent). ``timeout_s``: one attempt's wait for an answer; ``deadline_s``: the whole command, retries included;
+    ``max_retries``: 0 turns them off. Returns Telnyx's JSON (``{"data": {"result": "ok"}}``, a dict whose
+    ``command_id`` attribute was sent; ``None`` for a 2xx with no body, as the original). Raises TelnyxInputError
+    (a ValueError: nothing was sent), TelnyxAPIError (Telnyx answered non-2xx: ``str()`` starts with ``"<status>
+    <text>"``) or TelnyxConnectionError (no answer: connection failed, timeout, deadline).
     """
     return _command("streaming_start", auth, call_control_id, body, timeout_s, deadline_s, max_retries)
 
@@ -110,22 +90,13 @@ def answer(
     deadline_s: float = 20.0,
     max_retries: int = 2,
 ) -> Any:
-    """Answer an incoming call (Telnyx's ``answer`` command) with main's checks, deadline, retries and
-    errors. ``body`` holds any of ANSWER_FIELDS; with ``stream_url`` the stream starts with the answer.
-    Windmill runs ``main``; the shipped flow's step imports this one (``from f.telnyx.streaming_start
-    import answer``)."""
+    """Answer an incoming call (Telnyx's ``answer`` command) with main's checks, deadline, retries and errors.
+    ``body`` holds any of ANSWER_FIELDS; with ``stream_url`` the stream starts with the answer. The shipped
+    flow's step imports it (``from f.telnyx.streaming_start import answer``)."""
     return _command("answer", auth, call_control_id, body, timeout_s, deadline_s, max_retries)
 
 
-def _command(
-    action: str,
-    auth: Any,
-    call_control_id: Any,
-    body: Any,
-    timeout_s: Any,
-    deadline_s: Any,
-    max_retries: Any,
-) -> Any:
+def _command(action: str, auth: Any, call_control_id: Any, body: Any, timeout_s: Any, deadline_s: Any, retries: Any):
     """POST ``/calls/{call_control_id}/actions/{action}``: every check first, then the request."""
     started = time.monotonic()
     api_key = _check_auth(auth)
@@ -133,40 +104,34 @@ def _command(
     try:
         path_id = _check_call_control_id(call_control_id, api_key)
         payload = check_body(body) if action == "streaming_start" else check_answer_body(body)
-        _check_limits(timeout_s, deadline_s, max_retries)
+        _check_limits(timeout_s, deadline_s, retries)
         url = f"{_base_url()}/calls/{path_id}/actions/{action}"
-        if max_retries > 0:  # a retried POST is only safe with one command_id: Telnyx drops repeats
+        if retries > 0:  # a retried POST is only safe with one command_id: Telnyx drops repeats
             payload.setdefault("command_id", str(uuid.uuid4()))
-        return _post_with_retries(url, payload, api_key, timeout_s, started + deadline_s, max_retries)
+        return _post_with_retries(url, payload, api_key, timeout_s, started + deadline_s, retries)
     except TelnyxError as error:
         error.mask(api_key)  # the one place every error passes: whatever a server echoed, the key goes
         raise
 
 
-# The body Telnyx accepts: a JSON object with any of BODY_FIELDS. A string annotation keeps
-# Windmill's parser from replacing the stored form (it reports it as "unknown").
+# The body Telnyx accepts: a JSON object with any of BODY_FIELDS. A string annotation keeps Windmill's parser
+# from replacing the stored form (it reports it as "unknown").
 StreamingStartBody = Mapping[str, Any]
-
 CODECS = ["PCMU", "PCMA", "G722", "OPUS", "AMR-WB", "L16"]
 
-# ---------------------------------------------------------------------------------------------
-# The body's fields: the one place they are defined. Each value is the JSON Schema of the field,
-# with the form hints Windmill honours (description, placeholder, password, nullable). The
-# validator and script.schema.json are both derived from this dict; its order is the form's order.
-# `nullable: true` makes Windmill's run form send null (not "") for a text or list field the user
-# never touched, and skips the form's own pattern check on it; the script treats null, "" and []
-# alike as "not set" anyway (older forms and flow steps send blanks).
-# ---------------------------------------------------------------------------------------------
+# == The body's fields: the one place they are defined. Each value is the field's JSON Schema, with the form
+# hints Windmill honours (description, placeholder, password, nullable); the validator and
+# script.schema.json are derived from it, in this order. `nullable: true` makes Windmill's run form send null
+# (not "") for a text or list field never touched, and skips its own pattern check; null, "" and [] all
+# mean "not set" here anyway (older forms and flow steps send blanks).
 BODY_FIELDS: Dict[str, Dict[str, Any]] = {
     "stream_url": {
         "type": "string",
         "nullable": True,
-        "description": (
-            "WebSocket URL Telnyx connects to and streams the call's audio to, e.g. "
-            "wss://your-server.example.com/media. Must start with wss:// (or ws://). Required unless "
-            "enable_dialogflow is true (without either, nothing would stream). Telnyx is the WebSocket "
-            "client: your server must be reachable from the internet."
-        ),
+        "description": "WebSocket URL Telnyx connects to and streams the call's audio to, e.g. "
+        "wss://your-server.example.com/media. Must start with wss:// (or ws://). Required unless enable_dialogflow "
+        "is true (without either, nothing would stream). Telnyx is the WebSocket client: your server must be "
+        "reachable from the internet.",
         "pattern": r"^[wW][sS][sS]?://[^\s/?#]+([/?#]\S*)?$",
         "placeholder": "wss://your-server.example.com/media",
         "customErrorMessage": "must be a ws:// or wss:// URL with a host",
@@ -174,48 +139,37 @@ BODY_FIELDS: Dict[str, Dict[str, Any]] = {
     "stream_track": {
         "type": "string",
         "enum": ["inbound_track", "outbound_track", "both_tracks"],
-        "description": (
-            "Which audio to stream: the caller (inbound_track, Telnyx's default), what the call "
-            "plays (outbound_track), or both, as separate tracks (both_tracks)."
-        ),
+        "description": "Which audio to stream: the caller (inbound_track, Telnyx's default), what the call plays "
+        "(outbound_track), or both, as separate tracks (both_tracks).",
         "placeholder": "inbound_track",
     },
     "stream_codec": {
         "type": "string",
         "enum": [*CODECS, "default"],
-        "description": (
-            "Codec of the audio sent to your server. 'default' (or leaving it empty) keeps the "
-            "call's codec; Telnyx's docs say it transcodes only between PCMU and PCMA."
-        ),
+        "description": "Codec of the audio sent to your server. 'default' (or leaving it empty) keeps the call's "
+        "codec; Telnyx's docs say it transcodes only between PCMU and PCMA.",
         "placeholder": "default",
     },
     "stream_bidirectional_mode": {
         "type": "string",
         "enum": ["mp3", "rtp"],
-        "description": (
-            "Lets your server send audio back into the call: 'mp3' (base64 MP3 files; Telnyx's "
-            "default) or 'rtp' (raw audio frames). Set 'rtp' to use stream_bidirectional_codec "
-            "and stream_bidirectional_sampling_rate."
-        ),
+        "description": "Lets your server send audio back into the call: 'mp3' (base64 MP3 files; Telnyx's "
+        "default) or 'rtp' (raw audio frames). Set 'rtp' to use stream_bidirectional_codec and "
+        "stream_bidirectional_sampling_rate.",
     },
     "stream_bidirectional_codec": {
         "type": "string",
         "enum": CODECS,
-        "description": (
-            "Codec of the audio your server sends back (case sensitive). Telnyx uses it only with "
-            "stream_bidirectional_mode 'rtp', so the script refuses it without 'rtp' (the choice "
-            "would be silently ignored). Telnyx's default: PCMU."
-        ),
+        "description": "Codec of the audio your server sends back (case sensitive). Telnyx uses it only with "
+        "stream_bidirectional_mode 'rtp', so the script refuses it without 'rtp' (the choice would be silently "
+        "ignored). Telnyx's default: PCMU.",
         "placeholder": "PCMU",
     },
     "stream_bidirectional_sampling_rate": {
         "type": "integer",
         "enum": [8000, 16000, 22050, 24000, 48000],
-        "description": (
-            "Sample rate in Hz of the audio your server sends back: 8000, 16000, 22050, 24000 or "
-            "48000 (Telnyx's default: 8000). Used with stream_bidirectional_mode 'rtp'; the script "
-            "refuses it without 'rtp'."
-        ),
+        "description": "Sample rate in Hz of the audio your server sends back: 8000, 16000, 22050, 24000 or 48000 "
+        "(Telnyx's default: 8000). Used with stream_bidirectional_mode 'rtp'; the script refuses it without 'rtp'.",
         "placeholder": "8000",
     },
     "stream_bidirectional_target_legs": {
@@ -228,11 +182,9 @@ BODY_FIELDS: Dict[str, Dict[str, Any]] = {
         "nullable": True,
         "maxLength": 4000,
         "password": True,
-        "description": (
-            "A secret Telnyx hands to your WebSocket server when it connects (header "
-            "x-telnyx-streaming-auth-token and the 'connected' frame), so the server can reject "
-            "strangers. At most 4000 characters."
-        ),
+        "description": "A secret Telnyx hands to your WebSocket server when it connects (header "
+        "x-telnyx-streaming-auth-token and the 'connected' frame), so the server can reject strangers. At most "
+        "4000 characters.",
     },
     "custom_parameters": {
         "type": "array",
@@ -243,11 +195,9 @@ BODY_FIELDS: Dict[str, Dict[str, Any]] = {
             "required": ["name", "value"],
             "additionalProperties": False,
         },
-        "description": (
-            "Name/value pairs (strings) delivered to your server in the 'start' frame, e.g. "
-            '[{"name": "tenant", "value": "acme"}]. An item left with both name and value empty is '
-            "ignored; an item with only one of them empty is refused."
-        ),
+        "description": "Name/value pairs (strings) delivered to your server in the 'start' frame, e.g. "
+        '[{"name": "tenant", "value": "acme"}]. An item left with both name and value empty is ignored; an item '
+        "with only one of them empty is refused.",
     },
     "enable_dialogflow": {
         "type": "boolean",
@@ -255,87 +205,39 @@ BODY_FIELDS: Dict[str, Dict[str, Any]] = {
     },
     "dialogflow_config": {
         "type": "object",
-        "properties": {
-            "analyze_sentiment": {"type": "boolean"},
-            "partial_automated_agent_reply": {"type": "boolean"},
-        },
+        "properties": {"analyze_sentiment": {"type": "boolean"}, "partial_automated_agent_reply": {"type": "boolean"}},
         "additionalProperties": False,
         "description": "Dialogflow options: analyze_sentiment, partial_automated_agent_reply (booleans).",
     },
     "client_state": {
         "type": "string",
         "nullable": True,
-        "description": (
-            "Base64 text echoed back in every later webhook of this call (e.g. base64 of a JSON "
-            "with your own ids). Telnyx's spec requires Base-64, so other text is refused: encode it first."
-        ),
+        "description": "Base64 text echoed back in every later webhook of this call (e.g. base64 of a JSON with "
+        "your own ids). Telnyx's spec requires Base-64, so other text is refused: encode it first.",
         "placeholder": "eyJ0ZW5hbnQiOiAiYWNtZSJ9",
     },
     "command_id": {
         "type": "string",
         "nullable": True,
-        "description": (
-            "Idempotency key: Telnyx ignores a second command with the same command_id on the "
-            "same call. Left empty (and max_retries above 0), the script makes one (a UUID) and "
-            "sends it on every retry. "
-            "Pass the webhook's event id to stay exactly-once across flow retries too."
-        ),
+        "description": "Idempotency key: Telnyx ignores a second command with the same command_id on the same "
+        "call. Left empty (and max_retries above 0), the script makes one (a UUID) and sends it on every retry. "
+        "Pass the webhook's event id to stay exactly-once across flow retries too.",
     },
 }
-
-# The fields of Telnyx's `answer` this script sends: the stream fields answer takes (Telnyx's answer
-# spec: it has no stream_auth_token, custom_parameters, stream_bidirectional_sampling_rate nor Dialogflow
-# fields; a stream that needs them starts after the answer), the call's client_state and command_id.
+BODY_SCHEMA = {  # the body as one JSON Schema: the validator's, and the form's `body` (script_cli.py)
+    "type": "object",
+    "description": "What to stream and where. Unset fields (empty, null) are not sent.",
+    "properties": BODY_FIELDS,
+    "order": list(BODY_FIELDS),
+    "additionalProperties": False,
+}
+# The fields of Telnyx's `answer` this script sends: the stream fields answer takes (its spec has no
+# stream_auth_token, custom_parameters, stream_bidirectional_sampling_rate nor Dialogflow fields: a stream that
+# needs them starts after the answer), the call's client_state and command_id.
 ANSWER_FIELDS = (
-    "stream_url",
-    "stream_track",
-    "stream_codec",
-    "stream_bidirectional_mode",
-    "stream_bidirectional_codec",
-    "stream_bidirectional_target_legs",
-    "client_state",
-    "command_id",
+    *("stream_url", "stream_track", "stream_codec", "stream_bidirectional_mode", "stream_bidirectional_codec"),
+    *("stream_bidirectional_target_legs", "client_state", "command_id"),
 )
-
-# Form and validator for main's other arguments; their defaults come from main's signature.
-ARG_FIELDS: Dict[str, Dict[str, Any]] = {
-    "auth": {
-        "type": "object",
-        "format": "resource-telnyx",
-        "description": "Your telnyx resource (an API key).",
-    },
-    "call_control_id": {
-        "type": "string",
-        "originalType": "string",
-        "description": (
-            "The call to stream, from the webhook that started the flow: "
-            "data.payload.call_control_id of call.answered (e.g. v3:9X2vxPDF...)."
-        ),
-        "placeholder": "v3:...",
-    },
-    "body": {
-        "type": "object",
-        "description": "What to stream and where. Unset fields (empty, null) are not sent.",
-        "properties": BODY_FIELDS,
-        "order": list(BODY_FIELDS),
-        "additionalProperties": False,
-    },
-    "timeout_s": {
-        "type": "number",
-        "description": "Seconds one attempt may wait for Telnyx's answer (connecting: at most 3.05).",
-    },
-    "deadline_s": {
-        "type": "number",
-        "description": "Seconds the whole call may take: connecting, reading, retries and their waits.",
-    },
-    "max_retries": {
-        "type": "integer",
-        "description": (
-            "Retries after a failed attempt (no answer, 408, 429, 500, 502, 503, 504). Safe: every "
-            "attempt carries the same command_id. 0 turns retries off."
-        ),
-    },
-}
 
 DEFAULT_BASE_URL = "https://api.telnyx.com/v2"
 MAX_RESPONSE_BYTES = 1 << 20  # answers larger than this are refused, not read into memory
@@ -347,9 +249,7 @@ MAX_ITEMS = 1000  # items of one list at most
 MIN_KEY_LENGTH = 16  # a shorter "key" cannot be masked without corrupting ordinary text (README)
 
 
-# ---------------------------------------------------------------------------------------------
-# Errors: one flat tree. Bad input is also a ValueError. main() masks the key in every one.
-# ---------------------------------------------------------------------------------------------
+# == Errors: one flat tree. Bad input is also a ValueError. main() masks the key in every one.
 class TelnyxError(Exception):
     """Base of every error this script raises."""
 
@@ -372,23 +272,12 @@ class TelnyxAPIError(TelnyxError):
     """Telnyx answered non-2xx. ``str()`` starts with ``"<status> <response text>"``."""
 
     def __init__(
-        self,
-        message: str,
-        status: int = 0,
-        response_text: str = "",
-        errors: List[Any] | None = None,
-        request_id: str | None = None,
-        command_id: str | None = None,
-        attempts: int = 1,
-    ) -> None:
+        self, message: str, status=0, response_text="", errors=None, request_id=None, command_id=None, attempts=1
+    ):
         super().__init__(message)
-        self.status = status
-        self.response_text = response_text
-        self.errors = errors or []
+        self.status, self.response_text, self.errors = status, response_text, errors or []
         self.codes = [str(e.get("code")) for e in self.errors if isinstance(e, dict) and "code" in e]
-        self.request_id = request_id
-        self.command_id = command_id
-        self.attempts = attempts
+        self.request_id, self.command_id, self.attempts = request_id, command_id, attempts
 
 
 class TelnyxConnectionError(TelnyxError):
@@ -396,8 +285,7 @@ class TelnyxConnectionError(TelnyxError):
 
     def __init__(self, message: str, command_id: str | None = None, attempts: int = 1) -> None:
         super().__init__(message)
-        self.command_id = command_id
-        self.attempts = attempts
+        self.command_id, self.attempts = command_id, attempts
 
 
 class StreamingStartResult(Dict[str, Any]):
@@ -433,38 +321,38 @@ STATUS_HINTS = {
 }
 
 
-# ---------------------------------------------------------------------------------------------
-# Checks before sending. Each error names the field, what is wrong and the fix.
-# ---------------------------------------------------------------------------------------------
+# == Checks before sending. Each error names the field, what is wrong and the fix.
 def check_body(body: Mapping[str, Any] | None) -> Dict[str, Any]:
-    """Return the streaming_start body to send, checked against the form.
-
-    ``None`` is dropped at any depth (JSON.stringify drops undefined; a Python caller's "unset" is
-    None); a top-level ``""``, ``[]`` or ``{}`` is what Windmill's run form sends for a field the
-    user never touched, so it is "not set" too. Tuples become lists.
-    """
+    """Return the streaming_start body to send, checked against the form. ``None`` is dropped at any depth
+    (JSON.stringify drops undefined; a Python caller's "unset" is None); a top-level ``""``, ``[]`` or ``{}`` is
+    what Windmill's run form sends for a field never touched, so it is "not set" too. Tuples become lists."""
     return _checked(body, BODY_FIELDS, "streaming_start")
 
 
 def check_answer_body(body: Mapping[str, Any] | None) -> Dict[str, Any]:
-    """Return the answer body to send: ANSWER_FIELDS only, each checked as in check_body; a stream_url
-    is optional (without one, the call is answered and nothing streams yet)."""
+    """Return the answer body to send: ANSWER_FIELDS only, checked as in check_body; without a stream_url (and
+    any stream field) the call is answered and nothing streams yet."""
     return _checked(body, ANSWER_FIELDS, "answer")
 
 
 def _checked(body: Mapping[str, Any] | None, fields: Any, command: str) -> Dict[str, Any]:
-    if body is None:
-        body = {}
-    if not isinstance(body, Mapping):
+    if not isinstance(body, (Mapping, type(None))):
         raise TelnyxInputError(
-            f"body must be an object (a JSON dict of streaming_start fields), got "
-            f'{type(body).__name__}. Example: {{"stream_url": "wss://example.com/media"}}.',
+            f"body must be an object (a JSON dict of streaming_start fields), got {type(body).__name__}. Example: "
+            '{"stream_url": "wss://example.com/media"}.',
             "body",
         )
-    payload = _without_blanks(_plain(body, "body", 0))
+    payload = _without_blanks(_plain(body or {}, "body", 0))
     for key in payload:
         if key not in fields:
-            raise TelnyxInputError(_unknown_key_message(key, list(fields), command), f"body.{key}")
+            import difflib  # only on this error path: keeps it out of every cold start
+
+            close = difflib.get_close_matches(key, fields, n=1, cutoff=0.6) if len(key) <= 64 else []
+            hint = f"did you mean {close[0]!r}?" if close else "check the spelling."
+            if command == "answer" and key in BODY_FIELDS:
+                hint = "answer does not take it: start the stream with streaming_start after call.answered."
+            message = f"body has an unknown field {_show(key)}: {hint} Fields {command} accepts: {', '.join(fields)}."
+            raise TelnyxInputError(message, f"body.{key}")
     _check_parameters(payload.get("custom_parameters"))  # before the schema, whose message would be vaguer
     first = itertools.islice(_validator().iter_errors(payload), 16)  # a body wrong everywhere: bounded
     errors = sorted(first, key=lambda e: list(e.absolute_path))
@@ -482,13 +370,12 @@ def _without_blanks(body: Dict[str, Any]) -> Dict[str, Any]:
     custom_parameters item whose name and value are both empty (a blank "+ Add item")."""
     params = body.get("custom_parameters")
     if isinstance(params, list):
-        body["custom_parameters"] = [p for p in params if not (isinstance(p, dict) and _blank_parameter(p) == 2)]
+        body["custom_parameters"] = [p for p in params if not (isinstance(p, dict) and _blanks(p) == 2)]
     return {k: v for k, v in body.items() if v not in ("", [], {})}
 
 
-def _blank_parameter(item: Dict[str, Any]) -> int:
-    """How many of a custom parameter's name and value are empty (missing, None or "")."""
-    return sum(item.get(key) in (None, "") for key in ("name", "value"))
+def _blanks(item: Dict[str, Any]) -> int:
+    return sum(item.get(key) in (None, "") for key in ("name", "value"))  # a custom parameter's empty name or value
 
 
 def _plain(value: Any, field: str, depth: int) -> Any:
@@ -546,86 +433,79 @@ def _items(mapping: Mapping[Any, Any], field: str) -> List[Any]:
 
 def _check_rules(payload: Dict[str, Any], needs_stream: bool) -> None:
     """The protective rules the schema cannot say well (each is in docs/, with its reason)."""
-    url = payload.get("stream_url")
+    url, field = payload.get("stream_url"), "body.stream_url"
     if needs_stream and url is None and payload.get("enable_dialogflow") is not True:
         raise TelnyxInputError(
-            "body.stream_url is missing: with no stream_url and enable_dialogflow not true, Telnyx would "
-            "accept the command and stream nothing, and the caller would hear silence. Set body.stream_url "
-            "to your WebSocket server, e.g. wss://your-server.example.com/media (or set "
-            "body.enable_dialogflow to true to stream to Dialogflow).",
-            "body.stream_url",
+            "body.stream_url is missing: with no stream_url and enable_dialogflow not true, Telnyx would accept the "
+            "command and stream nothing, and the caller would hear silence. Set body.stream_url to your WebSocket "
+            "server, e.g. wss://your-server.example.com/media (or set body.enable_dialogflow to true to stream to "
+            "Dialogflow).",
+            field,
         )
     streamless = [key for key in payload if key.startswith("stream_") and key != "stream_url"]
     if not needs_stream and url is None and streamless:  # answer: its stream fields need a stream_url
         raise TelnyxInputError(
             f"body.stream_url is missing, but {', '.join(streamless)} {'is' if len(streamless) == 1 else 'are'} "
-            "set: answer starts a stream only with a stream_url, so Telnyx would answer the call and stream "
-            "nothing. Set body.stream_url to your WebSocket server, e.g. wss://your-server.example.com/media, "
-            "or remove the stream fields to answer without a stream.",
-            "body.stream_url",
+            "set: answer starts a stream only with a stream_url, so Telnyx would answer the call and stream nothing. "
+            "Set body.stream_url to your WebSocket server, e.g. wss://your-server.example.com/media, or remove the "
+            "stream fields to answer without a stream.",
+            field,
         )
     if url is not None and _has_credentials(url):
         raise TelnyxInputError(
-            "body.stream_url contains a user or password (the URL is not shown, to keep it out of logs): "
-            "Telnyx would repeat it in every streaming.failed webhook. Remove it from the URL and pass the "
-            "secret as body.stream_auth_token, which your server receives when Telnyx connects.",
-            "body.stream_url",
+            "body.stream_url contains a user or password (the URL is not shown, to keep it out of logs): Telnyx would "
+            "repeat it in every streaming.failed webhook. Remove it from the URL and pass the secret as "
+            "body.stream_auth_token, which your server receives when Telnyx connects.",
+            field,
         )
-    if url is not None and not _is_ws_url(url):
+    try:
+        parts = urlsplit(url or "ws://h")
+        websocket = parts.scheme in ("ws", "wss") and bool(parts.hostname) and (parts.port or 0) >= 0
+    except ValueError:  # .port refuses a bad port
+        websocket = False
+    if url is not None and not (websocket and url.isprintable()):
         raise TelnyxInputError(
-            f"body.stream_url must be a ws:// or wss:// URL with a host and no control characters, got "
-            f"{_show(url)}. Example: wss://your-server.example.com/media.",
-            "body.stream_url",
+            f"body.stream_url must be a ws:// or wss:// URL with a host and no control characters, got {_show(url)}. "
+            "Example: wss://your-server.example.com/media.",
+            field,
         )
     command_id = payload.get("command_id")
     if command_id is not None and not command_id.isprintable():
         raise TelnyxInputError(
-            f"body.command_id contains control characters or line breaks, got {_show(command_id)}: "
-            "use plain text, e.g. the webhook's data.id.",
+            f"body.command_id contains control characters or line breaks, got {_show(command_id)}: use plain text, "
+            "e.g. the webhook's data.id.",
             "body.command_id",
         )
-    state = payload.get("client_state")
-    if state is not None:
-        try:
-            base64.b64decode(state.encode("ascii"), validate=True)
-        except (binascii.Error, UnicodeEncodeError):
-            example = base64.b64encode(state.encode()).decode() if len(state) <= 100 else None
+    state = payload.get("client_state") or ""
+    try:
+        base64.b64decode(state.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError):
+        example = f", e.g. {base64.b64encode(state.encode()).decode()!r}." if len(state) <= 100 else "."
+        raise TelnyxInputError(
+            "body.client_state must be base64, as Telnyx's spec requires (what Telnyx does with other text is not "
+            f"verified, so it is refused here); encode it first{example} Decode it again from "
+            "data.payload.client_state of later webhooks.",
+            "body.client_state",
+        ) from None
+    for key in ("stream_bidirectional_codec", "stream_bidirectional_sampling_rate"):
+        if key in payload and payload.get("stream_bidirectional_mode") != "rtp":
             raise TelnyxInputError(
-                "body.client_state must be base64, as Telnyx's spec requires (what Telnyx does with other "
-                "text is not verified, so it is refused here); encode it first"
-                + (f", e.g. {example!r}." if example else ".")
-                + " Decode it again from data.payload.client_state of later webhooks.",
-                "body.client_state",
-            ) from None
-    if payload.get("stream_bidirectional_mode") != "rtp":
-        for key in ("stream_bidirectional_codec", "stream_bidirectional_sampling_rate"):
-            if key in payload:
-                raise TelnyxInputError(
-                    f"body.{key} is only used when stream_bidirectional_mode is 'rtp' (Telnyx would "
-                    f"silently ignore it): set stream_bidirectional_mode to 'rtp', or remove {key}.",
-                    f"body.{key}",
-                )
+                f"body.{key} is only used when stream_bidirectional_mode is 'rtp' (Telnyx would silently ignore it): "
+                f"set stream_bidirectional_mode to 'rtp', or remove {key}.",
+                f"body.{key}",
+            )
 
 
 def _check_parameters(params: Any) -> None:
     """A custom parameter with only one of name and value filled in is a half-done form item."""
     for index, item in enumerate(params if isinstance(params, list) else []):
-        if isinstance(item, dict) and _blank_parameter(item) == 1:
+        if isinstance(item, dict) and _blanks(item) == 1:
             empty = "name" if item.get("name") in (None, "") else "value"
             raise TelnyxInputError(
                 f"body.custom_parameters[{index}] has an empty {empty}: fill in both name and value, or "
                 "remove the item (an item with both empty is ignored).",
                 f"body.custom_parameters[{index}]",
             )
-
-
-def _is_ws_url(url: str) -> bool:
-    try:
-        parts = urlsplit(url)
-        host, _ = parts.hostname, parts.port  # .port raises ValueError on a bad port
-    except ValueError:
-        return False
-    return parts.scheme in ("ws", "wss") and bool(host) and url.isprintable()
 
 
 def _has_credentials(url: str) -> bool:
@@ -655,44 +535,36 @@ def check_key(key: Any, name: str, fix: str) -> str:
         raise TelnyxInputError(f"{name} is missing or empty. {fix}", name)
     key = str.__str__(key).strip()  # a plain str: a subclass's methods never run
     if not key.isascii() or not key.isprintable() or any(c in key for c in ' "\\'):
-        raise TelnyxInputError(
-            f"{name} contains spaces, quotes, line breaks or non-ASCII characters (not shown). "
-            f"Copy the key again. {fix}",
-            name,
-        )
+        what = "contains spaces, quotes, line breaks or non-ASCII characters (not shown). Copy the key again."
+        raise TelnyxInputError(f"{name} {what} {fix}", name)
     if len(key) < MIN_KEY_LENGTH:
-        raise TelnyxInputError(
-            f"{name} is {len(key)} characters: a Telnyx API key is longer. Copy the whole key. {fix}", name
-        )
+        what = f"is {len(key)} characters: a Telnyx API key is longer. Copy the whole key."
+        raise TelnyxInputError(f"{name} {what} {fix}", name)
     return key
 
 
 def _check_call_control_id(call_control_id: Any, api_key: str) -> str:
     """The id, percent-encoded as ONE path segment: it can never change the path or query."""
-    fix = "Pass data.payload.call_control_id of the call.answered webhook, e.g. v3:9X2vxPDF..."
-    name = "call_control_id"
     if isinstance(call_control_id, str):
         # a plain str (a subclass's methods never run), without a pasted id's newline (as the original's URL parser)
         call_control_id = str.__str__(call_control_id).strip()
+    what = ""
     if not isinstance(call_control_id, str) or not call_control_id:
         got = "an empty string" if call_control_id == "" else type(call_control_id).__name__
-        raise TelnyxInputError(f"{name} must be a non-empty string, got {got}. {fix}", name)
-    if call_control_id == api_key:
-        raise TelnyxInputError(
-            f"{name} is your API key (not shown): the arguments look swapped. auth is the telnyx resource; {fix}",
-            name,
-        )
-    if api_key.lower() in call_control_id.lower():  # it would travel in the URL and urllib3's debug log
-        raise TelnyxInputError(f"{name} contains your API key (not shown): remove it. {fix}", name)
-    if len(call_control_id) > 512:
-        raise TelnyxInputError(f"{name} is {len(call_control_id)} characters, too long for an id. {fix}", name)
-    if not call_control_id.isprintable() or " " in call_control_id:  # isprintable() refuses other whitespace
-        raise TelnyxInputError(
-            f"{name} contains spaces, line breaks or control characters: {_show(call_control_id)}. {fix}",
-            name,
-        )
-    if call_control_id in (".", ".."):
-        raise TelnyxInputError(f"{name} {call_control_id!r} is not an id. {fix}", name)
+        what = f"must be a non-empty string, got {got}."
+    elif call_control_id == api_key:
+        what = "is your API key (not shown): the arguments look swapped. auth is the telnyx resource;"
+    elif api_key.lower() in call_control_id.lower():  # it would travel in the URL and urllib3's debug log
+        what = "contains your API key (not shown): remove it."
+    elif len(call_control_id) > 512:
+        what = f"is {len(call_control_id)} characters, too long for an id."
+    elif not call_control_id.isprintable() or " " in call_control_id:  # isprintable() refuses other whitespace
+        what = f"contains spaces, line breaks or control characters: {_show(call_control_id)}."
+    elif call_control_id in (".", ".."):
+        what = f"{call_control_id!r} is not an id."
+    if what:
+        fix = "Pass data.payload.call_control_id of the call.answered webhook, e.g. v3:9X2vxPDF..."
+        raise TelnyxInputError(f"call_control_id {what} {fix}", "call_control_id")
     return quote(call_control_id, safe=":")
 
 
@@ -720,14 +592,10 @@ def _checked_base_url(raw: str) -> str:
         host, _ = parts.hostname or "", parts.port
     except ValueError:
         parts, host = urlsplit(""), ""
-    secure = parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(host))
-    if (
-        secure
-        and host
-        and raw.isprintable()
-        and not any(c in raw for c in "?#")  # even empty: "https://host/v2#" would send to another path
-        and not (parts.username or parts.password or parts.query or parts.fragment)
-    ):
+    loopback = host == "localhost" or (_is_address(host) and ipaddress.ip_address(host).is_loopback)
+    # no "?" or "#", even empty ("https://host/v2#" would send to another path), no user or password
+    clean = raw.isprintable() and not any(c in raw for c in "?#") and not (parts.username or parts.password)
+    if host and clean and (parts.scheme == "https" or (parts.scheme == "http" and loopback)):
         return raw.rstrip("/")
     raise TelnyxInputError(
         f"TELNYX_BASE_URL must be an https:// URL (http:// only to 127.0.0.1, ::1 or localhost), "
@@ -736,26 +604,12 @@ def _checked_base_url(raw: str) -> str:
     )
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-_VALIDATOR: Any = None
-
-
+@functools.cache
 def _validator() -> Any:
     """The body's validator, built once per process (jsonschema is imported on first use)."""
-    global _VALIDATOR
-    if _VALIDATOR is None:
-        from jsonschema import Draft202012Validator
+    from jsonschema import Draft202012Validator
 
-        _VALIDATOR = Draft202012Validator(ARG_FIELDS["body"])
-    return _VALIDATOR
+    return Draft202012Validator(BODY_SCHEMA)
 
 
 def _explain(error: Any) -> tuple:
@@ -791,16 +645,6 @@ def _explain(error: Any) -> tuple:
     return f"{field} is invalid{got}: {fix}.", field
 
 
-def _unknown_key_message(key: str, fields: List[str], command: str) -> str:
-    import difflib  # only on this error path: keeps it out of every cold start
-
-    close = difflib.get_close_matches(key, fields, n=1, cutoff=0.6) if len(key) <= 64 else []
-    hint = f"did you mean {close[0]!r}?" if close else "check the spelling."
-    if command == "answer" and key in BODY_FIELDS:
-        hint = "answer does not take it: start the stream with streaming_start after call.answered."
-    return f"body has an unknown field {_show(key)}: {hint} Fields {command} accepts: {', '.join(fields)}."
-
-
 def _show(value: Any, limit: int = 80) -> str:
     """A short repr for a message; never raises (a huge int or a hostile __repr__ is named by type),
     never shows what may be a user or password (``...//user@``, ``...:pw@``), however it is shaped."""
@@ -813,98 +657,69 @@ def _show(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 5] + "...'"
 
 
-# ---------------------------------------------------------------------------------------------
-# HTTP. requests' HTTPAdapter sends, in the caller's thread; the deadline is kept beside it (_try_once):
-# each socket operation waits at most its timeout, never past the deadline; a name lookup or a SOCKS
-# handshake, which nothing can interrupt, runs in a thread of its own that the caller waits for until the
-# deadline at most; and a clock, a thread alive only while attempts run, cuts an attempt's socket (a
-# shutdown) when its deadline passes. Each calling thread has its own pool, so a cut never reaches a
-# connection another call uses; a cut connection left in the pool is seen closed and replaced. "Nothing
-# was sent" is said on evidence only: the attempt failed, or was cut, while connecting. No Session: no
-# cookies, no redirects, no ~/.netrc. The retry loop is written out (_post_with_retries); urllib3's Retry
-# is the policy it asks (attempts left, backoff, Retry-After). A failure is classified once (_classify).
+# == HTTP. requests' HTTPAdapter sends, in the caller's thread; _try_once says how the deadline bounds it. Each
+# calling thread has its own pool, so a cut never reaches a connection another call uses. No Session: no
+# cookies, no redirects, no ~/.netrc. The retry loop is written out; urllib3's Retry is the policy it asks.
 #
-# Beyond the documented surface of requests, urllib3 and http.client, this relies on (each checked by
-# tests/test_public_ground.py, which fails naming the item when a release changes it):
+# Beyond the documented surface of requests, urllib3 and http.client, this relies on the following (each
+# checked by tests/test_public_ground.py, which fails naming the item when a release changes it):
 #   1. PoolManager.pool_classes_by_scheme and a pool's ConnectionCls: _AttemptConnection in every pool.
-#   2. http.client.HTTPConnection.sock (seen as it is set): the socket a deadline cuts.
+#   2. http.client.HTTPConnection.sock, seen as it is set: the socket a deadline cuts.
 #   3. urllib3's SSLTransport.socket: the socket under TLS inside TLS (an https proxy).
-#   4. HTTPConnection.response_class, HTTPResponse.begin and .debuglevel: the stricter _Response, and no
-#      debug output (it would print the Authorization header).
-#   5. requests.utils.get_environ_proxies and default_user_agent, urllib3.util.response.assert_header_parsing:
-#      public names their API pages do not list.
-#   6. How errors are told apart: the chain of causes under requests' and urllib3's wrappers, urllib3's
+#   4. HTTPConnection.response_class, HTTPResponse.begin and .debuglevel: _Response, and no debug output.
+#   5. requests.utils.get_environ_proxies and .default_user_agent, urllib3.util.response.assert_header_parsing.
+#   6. How failures are told apart (_what_failed): the chain of causes under requests' and urllib3's wrappers,
 #      NameResolutionError.conn.host, OpenSSL's reasons (_NOT_TLS), PySocks' errors by their module.
-# ---------------------------------------------------------------------------------------------
-class _Failure(NamedTuple):
-    kind: str  # a key of _FAILURES
-    detail: str  # what happened, in our words (never a private class name)
-    sent: bool  # the request may have reached Telnyx
-
-
-# kind: (headline, retried, what to check)
-_FAILURES = {
-    "resolve": ("could not reach Telnyx", True, "Check the host name in TELNYX_BASE_URL and this worker's DNS."),
-    "connect": ("could not reach Telnyx", True, "Check the network and TELNYX_BASE_URL."),
-    "tls": (
-        "could not reach Telnyx",
-        False,
-        "Check REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE (unset them to use the bundled certificates) and TELNYX_BASE_URL.",
-    ),
-    "plain": (
-        "could not reach Telnyx",
-        False,
-        "TELNYX_BASE_URL starts with https:// but the server there answers without TLS: use http:// for a "
-        "server on this machine (the emulator), or check the port.",
-    ),
-    "proxy": ("could not reach Telnyx", False, "Check HTTPS_PROXY (its address and credentials), or unset it."),
-    "other": (
-        "could not reach Telnyx",
-        False,
-        "Check TELNYX_BASE_URL and the HTTPS_PROXY, REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE settings.",
-    ),
-    "timeout": (
-        "no answer in time (timeout or deadline)",
-        True,
-        "Telnyx did not answer within timeout_s / deadline_s; raise them or check the network.",
-    ),
-    "deadline": (
-        "no answer in time (timeout or deadline)",
-        False,
-        "deadline_s ran out before the request was written; raise deadline_s or check the network.",
-    ),
-    "dropped": ("no answer", True, "The connection was closed before an answer came; check the network."),
-    "unusable": ("no usable answer", False, "Check TELNYX_BASE_URL."),
-}
+def _try_once(request: requests.PreparedRequest, timeout_s: float, deadline: float, proxies: Dict[str, str]) -> tuple:
+    """One attempt: ``(_Answer, None)`` or ``(None, _Failure)``, by the deadline whatever the network does. It
+    runs in this thread, bounded three ways. Each socket operation waits at most its timeout, never past the
+    deadline (_send_and_read). A name lookup or a SOCKS handshake, which nothing can interrupt, runs in a thread
+    this one waits for until the deadline at most (_AttemptConnection.connect). And the clock, a thread alive
+    only while attempts run (_Clock), shuts the attempt's socket down when the deadline passes: no server, proxy or TLS
+    handshake dripping its bytes holds this thread longer, a socket set later is cut as it is set, and what was
+    read as the clock cut is never trusted (the socket's end can read as the answer's end). "Sent" is the
+    attempt's evidence: only a failure, or a cut, while connecting proves the request never left."""
+    attempt = _Attempt(deadline, socks=any(p.startswith("socks") for p in proxies.values()))
+    _CLOCK.watch(attempt)
+    token = _ATTEMPT.set(attempt)
+    try:
+        answer, failure = _send_and_read(request, timeout_s, deadline, proxies)
+    except Exception as exc:  # whatever the server or the network did: classified, never a crash
+        answer, failure = None, _classify(exc, attempt.sent())
+    finally:
+        _ATTEMPT.reset(token)
+        _CLOCK.unwatch(attempt)
+    if attempt.cut or (failure is not None and failure.kind == "timeout" and time.monotonic() >= deadline):
+        return None, _Failure("timeout", "deadline_s passed before an answer came", attempt.sent())
+    return answer, failure
 
 
 class _DeadlinePassed(OSError):
-    """The attempt's deadline has passed: nothing more is connected or written (raised by the hooks below)."""
+    """The attempt's deadline has passed: nothing more is connected or written."""
+
+
+class _TooManyLookups(OSError):
+    """_LOOKUPS_AT_MOST name lookups have not returned: this one is not even tried."""
 
 
 class _Attempt:
-    """One attempt: its deadline, the socket it uses, how far the request got. The connection hooks
-    report here (in the caller's thread, or a lookup's); the clock cuts it at the deadline. One lock
-    orders the two: nothing is cut after ``finish``, nothing is connected or written after ``cut``."""
+    """One attempt: its deadline, its socket, how far the request got. The connection hooks report here (in
+    the caller's thread, or a lookup's); the clock cuts it. One lock orders the two: nothing is cut after
+    ``finish``, and after ``cut`` nothing is connected or written and a new socket is shut at once."""
 
     def __init__(self, deadline: float, socks: bool) -> None:
         self.deadline, self.socks = deadline, socks  # socks: through a SOCKS proxy (its handshake cannot be cut)
-        self.cut = False
-        self.connecting = ""  # "now", "done" or "failed" (the request never left); "": no connect in this attempt
-        self.requested = False  # request() began: a byte of the request may have left
+        self.cut = self._done = self.requested = False  # requested: request() began, a byte may have left
+        self.connecting = ""  # "now", "done" or "failed" (the request never left); "": not in this attempt
         self._socket: Any = None  # the OS socket in use (under any TLS)
-        self._done = False
         self._lock = threading.Lock()
 
-    def reached(self, connecting: str | None = None, requested: bool = False, sock: Any = None) -> None:
-        """Connecting began or ended, the request began, or ``sock`` is the attempt's socket now. After the
-        deadline only a failure is taken: a new socket is cut at once, and nothing is connected or written."""
+    def reached(self, connecting: str = "", requested: bool = False, sock: Any = None) -> None:
         with self._lock:
             if self.cut and connecting != "failed":
                 _shut(sock)
                 raise _DeadlinePassed
-            self.connecting = connecting or self.connecting
-            self.requested = self.requested or requested
+            self.connecting, self.requested = connecting or self.connecting, self.requested or requested
             self._socket = sock if sock is not None else self._socket
 
     def sent(self) -> bool:
@@ -912,8 +727,7 @@ class _Attempt:
         return not (self.connecting in ("now", "failed") or (self.connecting == "done" and not self.requested))
 
     def cut_now(self) -> bool:
-        """The deadline passed: shut the socket in use down (a blocked read or write fails at once); whether
-        there was one."""
+        """Shut the socket in use down (a blocked read or write fails at once); whether there was one."""
         with self._lock:
             if not self._done:
                 self.cut = True
@@ -926,66 +740,63 @@ class _Attempt:
 
 
 def _shut(sock: Any) -> None:
-    """Shut a socket down at the OS level: one system call that never blocks (an SSLSocket's own shutdown
-    would unwrap it under its reader); closing is left to the thread that uses it."""
+    """One system call that never blocks (an SSLSocket's own shutdown would unwrap it under its reader);
+    closing is left to the thread that uses the socket. Closed already, or not connected yet: nothing."""
     if isinstance(sock, socket.socket):
-        try:
+        with contextlib.suppress(OSError):
             socket.socket.shutdown(sock, socket.SHUT_RDWR)
-        except OSError:  # closed already, or not connected yet
-            pass
 
 
-# The clock: a thread that runs only while attempts do (it ends when none is left), and cuts each attempt
-# whose deadline passes. Registering costs a lock; the clock is woken only for a deadline earlier than
-# the one it sleeps until.
-_WATCH = threading.Condition()
-_WATCHED: Dict[_Attempt, None] = {}
-_CLOCK: Dict[str, Any] = {"thread": None, "wakes": 0.0}
+class _Clock:
+    """A thread that cuts each attempt whose deadline passes. It runs while attempts do, and _LINGER_S after the
+    last (calls in a row share it); watching costs a lock, and the thread is woken only for an earlier deadline."""
+
+    def __init__(self) -> None:
+        self.lock, self.wakes, self.thread = threading.Condition(), 0.0, None
+        self.watched: Dict[_Attempt, None] = {}  # the attempts under way
+
+    thread: threading.Thread | None
+
+    def watch(self, attempt: _Attempt) -> None:
+        with self.lock:
+            self.watched[attempt] = None
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, name="telnyx-streaming-start-clock", daemon=True)
+                try:
+                    self.thread.start()
+                except RuntimeError:  # no thread can start now: each socket operation is still bounded
+                    self.thread = None
+            elif attempt.deadline < self.wakes:
+                self.lock.notify()
+
+    def unwatch(self, attempt: _Attempt) -> None:
+        attempt.finish()  # from now on nothing of it is cut
+        with self.lock:
+            self.watched.pop(attempt, None)
+            if not self.watched:
+                self.lock.notify()  # it lingers, then ends
+
+    def _run(self) -> None:
+        with self.lock:
+            idle = False
+            while self.watched or not idle:
+                now = time.monotonic()
+                for attempt in [a for a in self.watched if a.deadline <= now]:
+                    attempt.cut_now()
+                    del self.watched[attempt]
+                idle = not self.watched
+                self.wakes = min((a.deadline for a in self.watched), default=now + _LINGER_S)
+                self.lock.wait(self.wakes - now)
+            self.thread = None
 
 
-def _watch(attempt: _Attempt) -> None:
-    with _WATCH:
-        _WATCHED[attempt] = None
-        thread = _CLOCK["thread"]
-        if thread is None or not thread.is_alive():
-            thread = threading.Thread(target=_clock, name="telnyx-streaming-start-clock", daemon=True)
-            try:
-                thread.start()
-            except RuntimeError:  # no thread can start now: each socket operation is still bounded by its timeout
-                return
-            _CLOCK["thread"] = thread
-        elif attempt.deadline < _CLOCK["wakes"]:
-            _WATCH.notify()
-
-
-def _unwatch(attempt: _Attempt) -> None:
-    attempt.finish()  # from now on the clock cuts nothing of it
-    with _WATCH:
-        _WATCHED.pop(attempt, None)
-        if not _WATCHED:
-            _WATCH.notify()  # the clock ends
-
-
-def _clock() -> None:
-    with _WATCH:
-        while _WATCHED:
-            now = time.monotonic()
-            for attempt in [a for a in _WATCHED if a.deadline <= now]:
-                attempt.cut_now()
-                del _WATCHED[attempt]
-            _CLOCK["wakes"] = min((a.deadline for a in _WATCHED), default=now)
-            _WATCH.wait(_CLOCK["wakes"] - now)
-        _CLOCK["thread"] = None
-
-
+_LINGER_S = 0.25  # the clock's life after the last attempt: well under a second, nothing runs between calls
+# The attempt of this thread: requests' and urllib3's signatures cannot carry it to the connection urllib3
+# picks, so _try_once sets it and _AttemptConnection reads it (a lookup's thread gets a copy).
+_ATTEMPT: ContextVar[_Attempt | None] = ContextVar("telnyx_attempt", default=None)
+_CLOCK = _Clock()
 _LOOKUPS_AT_MOST = 64  # name lookups (or SOCKS handshakes) under way at once, each in a thread of its own
 _LOOKUPS = threading.BoundedSemaphore(_LOOKUPS_AT_MOST)
-
-
-# The attempt of this thread: requests' and urllib3's signatures cannot carry it to the connection urllib3
-# picks, so _try_once sets it and _AttemptConnection reads it (a lookup's thread gets a copy). Outside an
-# attempt (None) a connection behaves as urllib3's.
-_ATTEMPT: ContextVar[_Attempt | None] = ContextVar("telnyx_attempt", default=None)
 
 
 class _MalformedHeadersError(http.client.HTTPException):
@@ -993,9 +804,8 @@ class _MalformedHeadersError(http.client.HTTPException):
 
 
 class _Response(http.client.HTTPResponse):
-    """http.client's response, stricter: header lines that do not parse are refused, and a read of a
-    given size never returns more, nor buffers more, than that size (http.client's read, given a
-    negative chunk size, would read to the end of the stream)."""
+    """http.client's response, stricter: header lines that do not parse are refused, and a read of a given size
+    never buffers more (http.client's read, given a negative chunk size, reads to the end of the stream)."""
 
     def begin(self) -> None:
         super().begin()
@@ -1013,17 +823,16 @@ class _Response(http.client.HTTPResponse):
 
 
 class _AttemptConnection:
-    """Mixed into each urllib3 connection class the adapter's pools use: it tells the attempt of this
-    thread (_ATTEMPT) which socket it uses, as soon as urllib3 sets it (before TLS or a proxy's tunnel,
-    so the clock can cut those too), and how far the request got; and it runs a connect that must look
-    up a name, or pass a SOCKS handshake, in a thread of its own (neither can be cut). Outside an
-    attempt it is urllib3's."""
+    """Mixed into each connection class of the adapter's pools: it tells this thread's attempt its socket, as
+    urllib3 sets it (before TLS or a proxy's tunnel, so the clock can cut those), and how far the request got;
+    and it runs a connect that must look up a name or pass a SOCKS handshake in a thread of its own. Outside
+    an attempt it is urllib3's."""
 
-    response_class = _Response  # undocumented (4)
+    response_class = _Response  # (4)
     debuglevel = property(lambda self: 0, lambda self, value: None)  # (4) debug output would show the key
 
     @property
-    def sock(self) -> Any:  # undocumented (2): http.client's socket attribute, seen as it is set
+    def sock(self) -> Any:  # (2)
         return vars(self).get("sock")
 
     @sock.setter
@@ -1031,7 +840,7 @@ class _AttemptConnection:
         vars(self)["sock"] = value
         attempt = _ATTEMPT.get()
         if attempt is not None and value is not None:
-            attempt.reached(sock=_os_socket(value))  # after the deadline: cut at once
+            attempt.reached(sock=_os_socket(value))
 
     def connect(self) -> None:
         attempt = _ATTEMPT.get()
@@ -1040,14 +849,13 @@ class _AttemptConnection:
         attempt.reached(connecting="now")
         try:
             if attempt.socks or not _is_address(self.host):  # type: ignore[attr-defined]
-                _in_a_thread_of_its_own(self, attempt)
+                _connect_in_a_thread(self, attempt)
             else:
                 super().connect()  # type: ignore[misc]
         except BaseException:
             attempt.reached(connecting="failed")
             raise
-        attempt.reached(connecting="done")
-        return None
+        return attempt.reached(connecting="done")
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         attempt = _ATTEMPT.get()
@@ -1057,14 +865,20 @@ class _AttemptConnection:
 
 
 def _os_socket(sock: Any) -> Any:
-    """The OS socket under ``sock``: itself, or under urllib3's TLS inside TLS (an https proxy)."""
-    return sock if isinstance(sock, socket.socket) else getattr(sock, "socket", None)  # undocumented (3)
+    """The OS socket under ``sock``: itself, or under urllib3's TLS inside TLS (3)."""
+    return sock if isinstance(sock, socket.socket) else getattr(sock, "socket", None)
 
 
-def _in_a_thread_of_its_own(conn: Any, attempt: _Attempt) -> None:
-    """Connect ``conn`` (a name lookup, which nothing can interrupt, or a SOCKS handshake) in a thread this
-    one waits for until the deadline at most. A connect that goes on after the deadline ends in its
-    thread: a socket it opens is cut as it is set, and closed there."""
+def _is_address(host: str) -> bool:
+    try:
+        return bool(ipaddress.ip_address(host.strip("[]")))
+    except ValueError:
+        return False
+
+
+def _connect_in_a_thread(conn: Any, attempt: _Attempt) -> None:
+    """Connect ``conn`` in a thread this one waits for until the deadline at most. One that goes on after the
+    deadline ends in its thread: a socket it opens is cut as it is set, and closed there."""
     done, failed = threading.Event(), []
 
     def run() -> None:
@@ -1080,39 +894,25 @@ def _in_a_thread_of_its_own(conn: Any, attempt: _Attempt) -> None:
 
     if not _LOOKUPS.acquire(blocking=False):
         raise _TooManyLookups
-    thread = threading.Thread(target=copy_context().run, args=(run,), daemon=True)
     try:
-        thread.start()
+        threading.Thread(target=copy_context().run, args=(run,), daemon=True).start()
     except RuntimeError:  # no thread can start now: connecting runs here, each socket operation bounded
         run()
     try:
         if not done.wait(max(attempt.deadline - time.monotonic(), 0)):
             raise _DeadlinePassed
     except BaseException:  # the deadline, or Ctrl-C
-        if attempt.cut_now():  # its socket exists: cut, its thread ends at once; let it finish first
+        if attempt.cut_now():  # it has a socket: cut, its thread ends at once; let it end before urllib3 closes
             done.wait(1.0)
         raise
     if failed:
         raise failed[0]
 
 
-class _TooManyLookups(OSError):
-    """_LOOKUPS_AT_MOST name lookups have not returned: this one is not even tried."""
-
-
-def _is_address(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True
-
-
 @functools.cache
 def _with_attempts(pool_class: Any) -> Any:
-    """``pool_class`` whose connections are _AttemptConnection's (for every kind of pool: plain, TLS,
-    SOCKS), or ``pool_class`` itself when they are already."""
-    connection_class = pool_class.ConnectionCls  # undocumented (1)
+    """``pool_class`` (plain, TLS, SOCKS) whose connections are _AttemptConnection's (1)."""
+    connection_class = pool_class.ConnectionCls
     if issubclass(connection_class, _AttemptConnection):
         return pool_class
     mixed = type(connection_class.__name__, (_AttemptConnection, connection_class), {})
@@ -1120,21 +920,20 @@ def _with_attempts(pool_class: Any) -> Any:
 
 
 class _Adapter(HTTPAdapter):
-    """requests' HTTPAdapter whose pools (direct, or through any proxy requests supports) use
-    _AttemptConnection."""
+    """requests' HTTPAdapter whose pools (direct, or through any proxy requests supports) use _AttemptConnection."""
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
-        _use_attempts(self.poolmanager)
+        self._attempts_in(self.poolmanager)
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
-        return _use_attempts(super().proxy_manager_for(proxy, **proxy_kwargs))
+        return self._attempts_in(super().proxy_manager_for(proxy, **proxy_kwargs))
 
-
-def _use_attempts(manager: Any) -> Any:
-    classes = manager.pool_classes_by_scheme  # undocumented (1)
-    manager.pool_classes_by_scheme = {scheme: _with_attempts(pool) for scheme, pool in classes.items()}
-    return manager
+    @staticmethod
+    def _attempts_in(manager: Any) -> Any:
+        classes = manager.pool_classes_by_scheme  # (1)
+        manager.pool_classes_by_scheme = {scheme: _with_attempts(pool) for scheme, pool in classes.items()}
+        return manager
 
 
 _POOLS = threading.local()  # each calling thread's adapter (its pool): a cut never reaches another call's connection
@@ -1143,8 +942,7 @@ _USER_AGENT = f"windmill-telnyx-streaming-start/{__version__} {requests.utils.de
 
 
 def _adapter() -> _Adapter:
-    """This thread's adapter, made on its first call (Windmill's dedicated workers keep the process and
-    call from one thread: connections are reused)."""
+    """This thread's adapter, made on its first call (Windmill's dedicated workers call from one thread)."""
     adapter = getattr(_POOLS, "adapter", None)
     if adapter is None:
         adapter = _POOLS.adapter = _Adapter(pool_connections=4, pool_maxsize=4, max_retries=0)
@@ -1153,23 +951,43 @@ def _adapter() -> _Adapter:
 
 def _after_fork() -> None:
     """A forked child has none of its parent's threads: it starts its own clock, lookups and pools."""
-    global _POOLS, _KEYS_LOCK, _WATCH, _LOOKUPS
+    global _POOLS, _KEYS_LOCK, _LOOKUPS, _CLOCK
     _FORKED.append(_POOLS)
-    _POOLS, _KEYS_LOCK, _WATCH = threading.local(), threading.Lock(), threading.Condition()
-    _LOOKUPS = threading.BoundedSemaphore(_LOOKUPS_AT_MOST)
-    _WATCHED.clear()
-    _CLOCK.update(thread=None, wakes=0.0)
+    _POOLS, _KEYS_LOCK, _LOOKUPS = threading.local(), threading.Lock(), threading.BoundedSemaphore(_LOOKUPS_AT_MOST)
+    _CLOCK = _Clock()
 
 
 if hasattr(os, "register_at_fork"):  # POSIX
     os.register_at_fork(after_in_child=_after_fork)
 
 
-class _Answer(NamedTuple):
-    status: int
-    headers: Any  # requests' case-insensitive dict
-    content: bytes
-    raw: Any  # urllib3's response, for Retry's policy
+# An answer: its status, headers (requests' case-insensitive dict), body, and urllib3's response (Retry's policy
+# reads it). A failure: its kind (a key of _FAILURES), what happened in our words, whether it may have been sent.
+_Answer = collections.namedtuple("_Answer", "status headers content raw")
+_Failure = collections.namedtuple("_Failure", "kind detail sent")
+
+
+_FAILURES = {  # kind: (retried, what to check); the headline is _HEADLINES[kind], else "could not reach Telnyx"
+    "resolve": (True, "Check the host name in TELNYX_BASE_URL and this worker's DNS."),
+    "connect": (True, "Check the network and TELNYX_BASE_URL."),
+    "tls": (
+        False,
+        "Check REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE (unset them to use the bundled certificates) and TELNYX_BASE_URL.",
+    ),
+    "plain": (
+        False,
+        "TELNYX_BASE_URL starts with https:// but the server there answers without TLS: use http:// for a "
+        "server on this machine (the emulator), or check the port.",
+    ),
+    "proxy": (False, "Check HTTPS_PROXY (its address and credentials), or unset it."),
+    "other": (False, "Check TELNYX_BASE_URL and the HTTPS_PROXY, REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE settings."),
+    "timeout": (True, "Telnyx did not answer within timeout_s / deadline_s; raise them or check the network."),
+    "deadline": (False, "deadline_s ran out before the request was written; raise deadline_s or check the network."),
+    "dropped": (True, "The connection was closed before an answer came; check the network."),
+    "unusable": (False, "Check TELNYX_BASE_URL."),
+}
+_LATE = "no answer in time (timeout or deadline)"
+_HEADLINES = {"timeout": _LATE, "deadline": _LATE, "dropped": "no answer", "unusable": "no usable answer"}
 
 
 def _post_with_retries(
@@ -1182,17 +1000,14 @@ def _post_with_retries(
     headers = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": _USER_AGENT}
     request = requests.Request("POST", url, data=data, headers=headers).prepare()
     request.headers["Authorization"] = f"Bearer {api_key}"
-    proxies = _proxies(url)
-    # Retry is the policy this loop asks: attempts left, the backoff, Retry-After. Which answers and
-    # failures are retried is decided here (RETRY_STATUSES, _FAILURES), so it needs no forcelist.
-    retry = Retry(
-        total=max_retries,
-        allowed_methods=None,  # every method: POST is safe to repeat with one command_id
-        backoff_factor=0.25,
-        backoff_jitter=0.25,
-        backoff_max=4.0,
-    )
-    attempts, sent = 0, False  # sent: whether a byte of the request was written in any attempt
+    # the environment's proxy for https (a tunnel: the key stays encrypted); none for http, which only goes to
+    # loopback: a proxy would read the key in clear text
+    proxies = requests.utils.get_environ_proxies(url) if url.startswith("https:") else {}
+    # Retry is the policy this loop asks: attempts left, the backoff, Retry-After. Which answers and failures
+    # are retried is decided here (RETRY_STATUSES, _FAILURES), so it needs no forcelist. allowed_methods=None:
+    # every method, as POST is safe to repeat with one command_id.
+    retry = Retry(total=max_retries, allowed_methods=None, backoff_factor=0.25, backoff_jitter=0.25, backoff_max=4.0)
+    attempts, sent = 0, False  # sent: whether a byte of the request may have left in any attempt
     answered = None  # Telnyx's last answer (a status worth a retry): what the error is when retries end
     while True:
         if time.monotonic() >= deadline:  # spent before this attempt could start
@@ -1204,16 +1019,18 @@ def _post_with_retries(
         sent = sent or failure is None or failure.sent
         if answer is not None and answer.status not in RETRY_STATUSES:
             return _result(answer, command_id, attempts, api_key)
-        if failure is not None and not _FAILURES[failure.kind][1]:  # not worth another attempt
+        if failure is not None and not _FAILURES[failure.kind][0]:  # not worth another attempt
             return _give_up(answer, failure, command_id, attempts, api_key, "", sent)
         if failure is not None and answered is not None and time.monotonic() >= deadline:
             why = f"deadline_s stopped the retries (the last attempt: {failure.detail}). "
             return _give_up(answered, failure, command_id, attempts, api_key, why, sent)
-        answered = answer or answered
-        retry_after = None
+        answered, retry_after = answer or answered, None
         try:
             if answer is not None:
-                retry_after = _retry_after(retry, answer.raw)
+                try:  # Retry-After as urllib3 reads it; unreadable (soon, 5,000 digits, the year 10000): none
+                    retry_after = retry.get_retry_after(answer.raw)
+                except (urllib3.exceptions.HTTPError, ValueError, OverflowError, TypeError):
+                    pass  # Telnyx still answered: its status is what counts
                 retry = retry.increment("POST", url, response=answer.raw)
             else:
                 retry = retry.increment("POST", url, error=urllib3.exceptions.ProtocolError("retried"))
@@ -1224,45 +1041,27 @@ def _post_with_retries(
             return _give_up(answer, failure, command_id, attempts, api_key, "", sent)
         wait = max(retry_after or 0.0, retry.get_backoff_time())
         if time.monotonic() + wait >= deadline:
-            asked = f" (Telnyx asked to wait {retry_after:g} s)" if retry_after else ""
-            return _give_up(
-                answer, failure, command_id, attempts, api_key, f"deadline_s would pass before a retry{asked}. ", sent
+            why = "deadline_s would pass before a retry" + (
+                f" (Telnyx asked to wait {retry_after:g} s)" if retry_after else ""
             )
+            return _give_up(answer, failure, command_id, attempts, api_key, f"{why}. ", sent)
         time.sleep(wait)
 
 
-def _try_once(request: requests.PreparedRequest, timeout_s: float, deadline: float, proxies: Dict[str, str]) -> tuple:
-    """One attempt, bounded by the deadline: ``(_Answer, None)`` or ``(None, _Failure)``. It runs in this
-    thread, bounded three ways: each socket operation waits at most its timeout, never past the deadline
-    (_send_and_read); a name lookup or a SOCKS handshake, which nothing can interrupt, runs in a thread
-    this one waits for until the deadline at most (_AttemptConnection.connect); and the clock cuts the
-    attempt's socket when the deadline passes, so that no server, proxy or TLS handshake dripping its
-    answer holds it longer. What was read as the clock cut is never trusted: the socket's end can read
-    as the answer's end."""
-    attempt = _Attempt(deadline, socks=any(p.startswith("socks") for p in proxies.values()))
-    _watch(attempt)
-    token = _ATTEMPT.set(attempt)
-    try:
-        answer, failure = _send_and_read(request, timeout_s, deadline, proxies)
-    except Exception as exc:  # whatever the server or the network did: classified, never a crash
-        answer, failure = None, _classify(exc, attempt.sent())
-    finally:
-        _ATTEMPT.reset(token)
-        _unwatch(attempt)
-    if attempt.cut or (failure is not None and failure.kind == "timeout" and time.monotonic() >= deadline):
-        return None, _Failure("timeout", "deadline_s passed before an answer came", attempt.sent())
-    return answer, failure
+def _give_up(answer: Any, failure: Any, command_id: str | None, attempts: int, api_key: str, why: str, sent: bool):
+    if answer is not None:  # Telnyx answered (a retryable status): that answer is the error
+        return _result(answer, command_id, attempts, api_key, why)
+    raise TelnyxConnectionError(_no_answer_message(failure, attempts, command_id, why, sent), command_id, attempts)
 
 
-def _send_and_read(
-    request: requests.PreparedRequest, timeout_s: float, deadline: float, proxies: Dict[str, str]
-) -> tuple:
-    """Send the request and read the answer, capped at MAX_RESPONSE_BYTES."""
+def _send_and_read(request: requests.PreparedRequest, timeout_s: float, deadline: float, proxies: Dict[str, str]):
+    """Send the request and read the answer, capped at MAX_RESPONSE_BYTES; settings requests would refuse
+    are refused first, in our words (nothing was sent)."""
     left = max(deadline - time.monotonic(), 0.001)
     bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-    if bundle and not os.path.exists(bundle):  # requests would refuse it too, with a plain OSError
+    if bundle and not os.path.exists(bundle):
         return None, _Failure("tls", f"the CA bundle {_show(bundle)} does not exist", False)
-    if not all(map(_is_proxy_url, proxies.values())):  # requests and urllib3 would refuse it too
+    if not all(map(_is_proxy_url, proxies.values())):
         return None, _Failure("proxy", "HTTPS_PROXY is not a proxy URL", False)
     response = _adapter().send(  # the adapter never reads the body: it is read below, capped
         request,
@@ -1271,14 +1070,14 @@ def _send_and_read(
         proxies=proxies,
     )
     with response:  # closing it unread closes the connection: a cut-off answer never returns to the pool
-        if not 200 <= response.status_code < 600:  # an interim 1xx as the answer: the real one is still unread
-            return None, _Failure("unusable", f"the answer's status is {response.status_code}", True)
+        status = response.status_code
+        if not 200 <= status < 600:  # an interim 1xx as the answer: the real one is still unread
+            return None, _Failure("unusable", f"the answer's status is {status}", True)
         content = response.raw.read(MAX_RESPONSE_BYTES + 1, decode_content=True)
         if len(content) > MAX_RESPONSE_BYTES:
-            status = response.status_code
             detail = f"the answer (status {status}) is larger than {MAX_RESPONSE_BYTES} bytes and was not read"
             return None, _Failure("unusable", detail, True)
-        return _Answer(response.status_code, response.headers, content, response.raw), None
+        return _Answer(status, response.headers, content, response.raw), None
 
 
 def _is_proxy_url(proxy: str) -> bool:
@@ -1290,15 +1089,8 @@ def _is_proxy_url(proxy: str) -> bool:
     return bool(parts.host) and parts.scheme in ("http", "https", "socks4", "socks4a", "socks5", "socks5h")
 
 
-def _proxies(url: str) -> Dict[str, str]:
-    """The environment's proxy for https (the request is tunnelled, the key stays encrypted); none
-    for http, which only goes to loopback: a proxy would read the key in clear text."""
-    return requests.utils.get_environ_proxies(url) if url.startswith("https:") else {}
-
-
 def _classify(exc: BaseException, sent: bool) -> _Failure:
-    """What a failure IS, decided once, from the chain of causes under requests' and urllib3's wrappers;
-    ``sent`` (whether a byte of the request may have left) is the attempt's evidence, not the error's."""
+    """What a failure IS, decided once; ``sent`` is the attempt's evidence, not the error's."""
     try:
         kind, detail = _what_failed(exc)
     except Exception:  # a library that changed the shape of its errors: still one of our three errors
@@ -1317,9 +1109,10 @@ def _what_failed(exc: BaseException) -> tuple:
     found = lambda *kinds: next((e for e in chain if isinstance(e, kinds)), None)  # noqa: E731
     os_error = next((e for e in chain if isinstance(e, OSError) and e.strerror), None)
     why = os_error.strerror if os_error is not None else ""  # the OS's words: "Connection refused"
+    socks_errors = [e for e in chain if type(e).__module__ == "socks"]  # PySocks' own errors, the cause last
+    ssl_error = found(ssl.SSLError)
     if found(_TooManyLookups):
         return "resolve", f"{_LOOKUPS_AT_MOST} name lookups of earlier attempts have not returned: DNS is not answering"
-    socks_errors = [e for e in chain if type(e).__module__ == "socks"]  # PySocks' own errors, the cause last
     if socks_errors:
         return "proxy", f"the SOCKS proxy failed ({_show_text(str(socks_errors[-1]), 120)})"
     if found(urllib3.exceptions.ProxyError):
@@ -1327,15 +1120,18 @@ def _what_failed(exc: BaseException) -> tuple:
             return "proxy", "the proxy could not be reached"
         # the proxy answered its CONNECT with a refusal: http.client says which, in an OSError of no errno
         refusal = next((e for e in chain if type(e) is OSError and e.errno is None and e.args), None)
-        answered = f" ({_show_text(refusal.args[0], 120)})" if refusal is not None else ""
-        return "proxy", f"the proxy refused to open a tunnel{answered}"
-    ssl_error = found(ssl.SSLError)
-    if getattr(ssl_error, "reason", None) in _NOT_TLS:  # what OpenSSL says of an answer that is not TLS
+        return "proxy", "the proxy refused to open a tunnel" + (
+            f" ({_show_text(refusal.args[0], 120)})" if refusal else ""
+        )
+    if getattr(ssl_error, "reason", None) in _NOT_TLS:
         return "plain", "the server did not answer in TLS (it speaks plain HTTP, or another protocol)"
     if ssl_error is not None or found(urllib3.exceptions.SSLError):
         bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        reason = getattr(ssl_error, "verify_message", None) or getattr(
+            ssl_error, "reason", None
+        )  # "self-signed certificate"
         setting = f"the CA bundle {_show(bundle)}: " if bundle else ""
-        return "tls", f"TLS failed ({setting}{_ssl_reason(chain)})"
+        return "tls", f"TLS failed ({setting}{_show_text(reason or 'the handshake failed', 120)})"
     name_error = found(urllib3.exceptions.NameResolutionError)  # raised from socket.gaierror; knows the host
     if name_error is not None:
         return "resolve", f"the host name {_show(name_error.conn.host)} did not resolve"
@@ -1354,8 +1150,7 @@ def _what_failed(exc: BaseException) -> tuple:
     return "other", f"{type(exc).__name__}: {_show_text(said, 120)}"
 
 
-# OpenSSL's reasons for an answer that is not TLS: before 3.2, and from 3.2 on (SSLError.reason)
-_NOT_TLS = ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE")
+_NOT_TLS = ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE")  # OpenSSL's reason for an answer not in TLS, <3.2 / 3.2+
 _UNUSABLE = (  # what makes an answer unusable, in the order checked
     ((_MalformedHeadersError,), "the answer has header lines that do not parse (not shown)"),
     ((http.client.LineTooLong,), "a line of the answer is too long"),
@@ -1369,47 +1164,18 @@ _UNUSABLE = (  # what makes an answer unusable, in the order checked
 )
 
 
-def _ssl_reason(chain: List[BaseException]) -> str:
-    error = next((e for e in chain if isinstance(e, ssl.SSLError)), None)
-    reason = getattr(error, "verify_message", None) or getattr(error, "reason", None)  # "self-signed certificate"
-    return _show_text(reason or "the handshake failed", 120)
-
-
-def _retry_after(retry: Retry, raw: Any) -> float | None:
-    """Retry-After in seconds as urllib3 reads it, or None when absent or unreadable (``soon``,
-    5,000 digits, the year 10000): Telnyx still answered, so its status is what counts."""
-    try:
-        return retry.get_retry_after(raw)
-    except (urllib3.exceptions.HTTPError, ValueError, OverflowError, TypeError):
-        return None
-
-
-def _give_up(
-    answer: _Answer | None,
-    failure: _Failure | None,
-    command_id: str | None,
-    attempts: int,
-    api_key: str,
-    why: str,
-    sent: bool,
-) -> Any:
-    if answer is not None:  # Telnyx answered (a retryable status): that answer is the error
-        return _result(answer, command_id, attempts, api_key, why)
-    assert failure is not None
-    raise TelnyxConnectionError(_no_answer_message(failure, attempts, command_id, why, sent), command_id, attempts)
-
-
-# ---------------------------------------------------------------------------------------------
-# The answer, read as the original reads it: response.text() is UTF-8 with the BOM stripped,
+# == The answer, read as the original reads it: response.text() is UTF-8 with the BOM stripped,
 # whatever charset the headers name; JSON.parse of it is the result.
-# ---------------------------------------------------------------------------------------------
 _NOT_JSON = object()
 
 
 def _result(answer: _Answer, command_id: str | None, attempts: int, api_key: str, why: str = "") -> Any:
     text = answer.content.decode("utf-8", errors="replace")
     text = text[1:] if text.startswith("\ufeff") else text
-    parsed = _parse_json(text)
+    try:  # int() refuses NaN and Infinity, as JSON.parse does
+        parsed = json.loads(text, parse_constant=int)
+    except (ValueError, RecursionError):  # not JSON, or too deep
+        parsed = _NOT_JSON
     if parsed is not _NOT_JSON:
         masked = _masked(parsed, api_key)
         if masked is not parsed:  # the key was in the answer, maybe hidden in a JSON escape
@@ -1427,30 +1193,12 @@ def _result(answer: _Answer, command_id: str | None, attempts: int, api_key: str
     errors = parsed.get("errors") if isinstance(parsed, dict) else None
     errors = errors if isinstance(errors, list) else []
     request_id = answer.headers.get("x-request-id")
-    lines = [f"{status} {text}"]  # the original script's message, exactly
-    lines += _hints(status, errors, answer.headers, attempts, command_id, why, text)
-    details = f"command_id={command_id}, attempts={attempts}"
-    lines.append(f"({details}" + (f", request_id={request_id})" if request_id else ")"))
-    raise TelnyxAPIError(
-        "\n".join(lines),
-        status=status,
-        response_text=text,
-        errors=errors,
-        request_id=request_id,
-        command_id=command_id,
-        attempts=attempts,
+    lines = [f"{status} {text}", *_hints(status, errors, answer.headers, attempts, command_id, why, text)]  # the
+    # first line is the original script's message, exactly
+    lines.append(
+        f"(command_id={command_id}, attempts={attempts}" + (f", request_id={request_id})" if request_id else ")")
     )
-
-
-def _parse_json(text: str) -> Any:
-    try:
-        return json.loads(text, parse_constant=_not_a_constant)
-    except (ValueError, RecursionError):  # not JSON (NaN, Infinity: JSON.parse refuses them too), or too deep
-        return _NOT_JSON
-
-
-def _not_a_constant(name: str) -> Any:
-    raise ValueError(name)
+    raise TelnyxAPIError("\n".join(lines), status, text, errors, request_id, command_id, attempts)
 
 
 def _hints(
@@ -1469,38 +1217,28 @@ def _hints(
             hint = f"Telnyx refused body field {_show_text(field)}: {detail}"
         if hint and hint not in hints:
             hints.append(hint)
-    if 200 <= status < 300:
+    if 200 <= status < 300:  # not JSON, or an integer longer than this Python converts
+        limit = getattr(sys, "get_int_max_str_digits", lambda: 0)()  # 0: no limit (before 3.10.7)
+        longest = max((len(run) for run in re.findall(r"\d+", text)), default=0) if limit else 0
+        unread = f"holds an integer of {longest} digits, more than Python reads ({limit})" if longest > limit else ""
         hints.append(
             f"Telnyx answered {status}, so the command was most likely accepted, but the answer "
-            f"{_unreadable(text)}: check TELNYX_BASE_URL before running it again. {_safe_retry(command_id)}"
+            f"{unread or 'is not JSON'}: check TELNYX_BASE_URL before running it again. {_safe_retry(command_id)}"
         )
     if not hints and status in STATUS_HINTS:
         hints.append(STATUS_HINTS[status])
     if 300 <= status < 400:
+        try:
+            host = urlsplit(headers.get("Location") or "").hostname
+        except ValueError:  # "http://[::1" and the like
+            host = None
         hints.append(
-            f"Telnyx answered with a redirect to {_redirect_host(headers.get('Location'))}; it was not "
-            f"followed, so the API key was not sent there. Check TELNYX_BASE_URL."
+            f"Telnyx answered with a redirect to {_show_text(host) if host else 'an unreadable address'}; it was "
+            "not followed, so the API key was not sent there. Check TELNYX_BASE_URL."
         )
     if status >= 500 or status in (408, 429):
         hints.append(f"Gave up after {attempts} attempt(s): {why}{_safe_retry(command_id)}")
     return hints
-
-
-def _unreadable(text: str) -> str:
-    """Why a 2xx answer could not be read: an integer longer than this Python converts, or not JSON."""
-    limit = getattr(sys, "get_int_max_str_digits", lambda: 0)()  # 0: no limit (before 3.10.7)
-    longest = max((len(run) for run in re.findall(r"\d+", text)), default=0) if limit else 0
-    if longest > limit:
-        return f"holds an integer of {longest} digits, more than Python reads ({limit})"
-    return "is not JSON"
-
-
-def _redirect_host(location: str | None) -> str:
-    try:
-        host = urlsplit(location or "").hostname
-    except ValueError:  # "http://[::1" and the like
-        host = None
-    return _show_text(host) if host else "an unreadable address"
 
 
 def _show_text(value: Any, limit: int = 200) -> str:
@@ -1509,36 +1247,30 @@ def _show_text(value: Any, limit: int = 200) -> str:
 
 
 def _safe_retry(command_id: str | None, sent: bool = True) -> str:
-    """How to run the command again without risking a second stream (``sent``: whether any attempt
-    may have reached Telnyx)."""
+    """How to run the command again without risking a second stream (``sent``: whether any attempt may have)."""
     if not sent:
         return "Nothing was sent to Telnyx (no byte of the request was written), so running it again is safe."
     if command_id is None:
         return (
-            "The command may have reached Telnyx without a command_id, so Telnyx could not tell a repeat "
-            "from it: before running it again, check whether a stream started (a streaming.started or "
-            "streaming.failed webhook for this call), or stop the call's streams first (streaming_stop). "
-            "Keep max_retries above 0 or pass a command_id, so that a repeat is dropped."
+            "The command may have reached Telnyx without a command_id, so Telnyx could not tell a repeat from it: "
+            "before running it again, check whether a stream started (a streaming.started or streaming.failed "
+            "webhook for this call), or stop the call's streams first (streaming_stop). Keep max_retries above 0 "
+            "or pass a command_id, so that a repeat is dropped."
         )
-    return (
-        f"The command may have reached Telnyx: to run it again without risking a second stream, "
-        f"pass body.command_id = {command_id!r}."
+    return "The command may have reached Telnyx: to run it again without risking a second stream, pass " + (
+        f"body.command_id = {command_id!r}."
     )
 
 
 def _no_answer_message(failure: _Failure, attempts: int, command_id: str | None, why: str, sent: bool) -> str:
-    headline, _, fix = _FAILURES[failure.kind]
-    details = f"(command_id={command_id}, attempts={attempts})"
-    advice = f"{why}{fix} {_safe_retry(command_id, sent)}"
+    headline, fix = _HEADLINES.get(failure.kind, "could not reach Telnyx"), _FAILURES[failure.kind][1]
+    advice, details = f"{why}{fix} {_safe_retry(command_id, sent)}", f"(command_id={command_id}, attempts={attempts})"
     return f"{headline} after {attempts} attempt(s): {failure.detail}\n{advice}\n{details}"
 
 
-# ---------------------------------------------------------------------------------------------
-# Masking the key. Keys are at least MIN_KEY_LENGTH characters, so matching them in any case
-# (a URL's host is lowercased) never touches ordinary text.
-# ---------------------------------------------------------------------------------------------
-# Anything shaped like a Telnyx API key ("KEY" + letters and digits + "_" + more): another
-# tenant's key echoed by a server is masked too, case-sensitively (ordinary words are not KEY..._...).
+# == Masking the key. Keys are at least MIN_KEY_LENGTH characters, so matching them in any case (a URL's host is
+# lowercased) never touches ordinary text. Anything shaped like a Telnyx API key ("KEY" + letters and digits +
+# "_" + more), another tenant's key echoed by a server, is masked too (ordinary words are not KEY..._...).
 _KEY_SHAPE = r"KEY[0-9A-Za-z]{0,64}_[0-9A-Za-z_-]{16,}"
 _KEYS_SEEN: Dict[str, None] = {}  # the keys this process used last (at most 32): masked in urllib3's logs too
 _KEYS_LOCK = threading.Lock()

@@ -35,13 +35,44 @@ def _script() -> ModuleType:
     return script
 
 
+# The form of main's arguments other than body (whose form is script.BODY_SCHEMA); their defaults come from
+# main's signature. Only the form needs these: they live here, not in what a Windmill job compiles.
+ARGUMENTS: Dict[str, Dict[str, Any]] = {
+    "auth": {"type": "object", "format": "resource-telnyx", "description": "Your telnyx resource (an API key)."},
+    "call_control_id": {
+        "type": "string",
+        "originalType": "string",
+        "description": (
+            "The call to stream, from the webhook that started the flow: "
+            "data.payload.call_control_id of call.answered (e.g. v3:9X2vxPDF...)."
+        ),
+        "placeholder": "v3:...",
+    },
+    "timeout_s": {
+        "type": "number",
+        "description": "Seconds one attempt may wait for Telnyx's answer (connecting: at most 3.05).",
+    },
+    "deadline_s": {
+        "type": "number",
+        "description": "Seconds the whole call may take: connecting, reading, retries and their waits.",
+    },
+    "max_retries": {
+        "type": "integer",
+        "description": (
+            "Retries after a failed attempt (no answer, 408, 429, 500, 502, 503, 504). Safe: every "
+            "attempt carries the same command_id. 0 turns retries off."
+        ),
+    },
+}
+
+
 def windmill_schema(script: ModuleType | None = None) -> Dict[str, Any]:
-    """script.schema.json: the arguments' form, from ARG_FIELDS and main's signature."""
+    """script.schema.json: the arguments' form, from ARGUMENTS, script.BODY_SCHEMA and main's signature."""
     script = script or _script()
     params = inspect.signature(script.main).parameters
     properties = {}
     for name, param in params.items():
-        prop = dict(script.ARG_FIELDS[name])
+        prop = dict(script.BODY_SCHEMA if name == "body" else ARGUMENTS[name])
         prop["default"] = None if param.default is inspect.Parameter.empty else param.default
         properties[name] = dict(sorted(prop.items()))  # Windmill's CLI sorts each property's keys
     return {

@@ -154,11 +154,11 @@ class Internals:
     @staticmethod
     def forget_validator(monkeypatch: pytest.MonkeyPatch) -> None:
         """As in a fresh process: the validator is built on first use (cold-start cost)."""
-        monkeypatch.setattr(script, "_VALIDATOR", None)
+        script._validator.cache_clear()
 
     @staticmethod
     def validator() -> Any:
-        return script._VALIDATOR
+        return script._validator() if script._validator.cache_info().currsize else None
 
     @staticmethod
     def classify(exc: BaseException, sent: bool) -> tuple:
