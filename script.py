@@ -686,6 +686,8 @@ def _try_once(request: requests.PreparedRequest, timeout_s: float, deadline: flo
         answer, failure = _send_and_read(request, timeout_s, deadline, proxies)
     except Exception as exc:  # whatever the server or the network did: classified, never a crash
         answer, failure = None, _classify(exc, attempt.sent())
+    except _Interrupted as interrupted:
+        raise interrupted.args[0] from None
     finally:
         _ATTEMPT.reset(token)
         _CLOCK.unwatch(attempt)
@@ -696,6 +698,10 @@ def _try_once(request: requests.PreparedRequest, timeout_s: float, deadline: flo
 
 class _DeadlinePassed(OSError):
     """The attempt's deadline has passed: nothing more is connected or written."""
+
+
+class _Interrupted(BaseException):
+    """The caller's own exception, raised as it waited for a lookup: passed through, then raised as it was."""
 
 
 class _TooManyLookups(OSError):
@@ -901,10 +907,12 @@ def _connect_in_a_thread(conn: Any, attempt: _Attempt) -> None:
     try:
         if not done.wait(max(attempt.deadline - time.monotonic(), 0)):
             raise _DeadlinePassed
-    except BaseException:  # the deadline, or Ctrl-C
+    except BaseException as error:  # the deadline, or the caller's own (Ctrl-C, a timer's signal handler)
         if attempt.cut_now():  # it has a socket: cut, its thread ends at once; let it end before urllib3 closes
             done.wait(1.0)
-        raise
+        if isinstance(error, (_DeadlinePassed, KeyboardInterrupt, SystemExit)):
+            raise
+        raise _Interrupted(error) from error  # through urllib3 and requests, which would take it for theirs
     if failed:
         raise failed[0]
 

@@ -44,7 +44,8 @@ def attempt_threads() -> list[threading.Thread]:
 
 # -- the undocumented names, each checked where a release would change it ----------------------------
 def test_the_undocumented_names_script_py_relies_on_are_still_there():
-    """The list atop script.py's HTTP section, item by item; a failure names the item to look at again."""
+    """The list atop script.py's HTTP section, item by item; a failure names the item to look at again. (3),
+    urllib3's SSLTransport.socket, is proven by the https proxy's route below: its cut reaches the socket."""
     manager = urllib3.PoolManager()
     assert isinstance(getattr(manager, "pool_classes_by_scheme", None), dict), "(1) PoolManager.pool_classes_by_scheme"
     for pool_class in manager.pool_classes_by_scheme.values():
@@ -53,9 +54,14 @@ def test_the_undocumented_names_script_py_relies_on_are_still_there():
     assert getattr(http.client.HTTPConnection, "response_class", None) is http.client.HTTPResponse, "(4)"
     assert callable(getattr(http.client.HTTPResponse, "begin", None)), "(4) HTTPResponse.begin"
     assert hasattr(http.client.HTTPConnection, "debuglevel"), "(4) HTTPConnection.debuglevel"
-    from urllib3.util.ssltransport import SSLTransport
+    import requests.utils
+    from urllib3.util.response import assert_header_parsing
 
-    assert "socket" in SSLTransport.__init__.__code__.co_names, "(3) SSLTransport keeps the socket it wraps"
+    assert callable(requests.utils.get_environ_proxies) and callable(assert_header_parsing), "(5)"
+    assert requests.utils.default_user_agent().startswith("python-requests/"), "(5)"
+    conn = urllib3.connection.HTTPConnection("telnyx.test")
+    error = urllib3.exceptions.NameResolutionError("telnyx.test", conn, socket.gaierror(-2, "unknown"))
+    assert error.conn.host == "telnyx.test", "(6) NameResolutionError.conn.host"
 
 
 ROUTES = ["direct http", "direct https", "http proxy", "https proxy", "socks5", "socks5h"]
@@ -260,3 +266,37 @@ def test_ctrl_c_and_sigterm_end_the_command_line_at_once_during_a_lookup(how):
         took = time.monotonic() - began
     assert took < 1.0, f"{how.name}: {took:.2f} s"
     assert process.returncode != 0
+
+
+def test_a_caller_interrupted_during_a_lookup_never_sends_the_request_afterwards():
+    """The caller's own timer interrupts main() while the name lookup runs in its thread; the lookup answers
+    later. The connection it opens then is cut as it is set: the request never leaves after main() raised."""
+    with RawServer(drip_after_ok) as server:
+        program = f"""
+import signal, socket, sys, time
+sys.path.insert(0, {str(ROOT)!r})
+real = socket.getaddrinfo
+def getaddrinfo(host, port, *args, **kwargs):  # answers after 1 s
+    if host == "localhost":
+        time.sleep(1.0)
+        return real("127.0.0.1", port, *args, **kwargs)
+    return real(host, port, *args, **kwargs)
+socket.getaddrinfo = getaddrinfo
+import os, script
+os.environ["TELNYX_BASE_URL"] = "http://localhost:{server.port}/v2"  # a name: looked up in its own thread
+class Interrupted(Exception):
+    pass
+def interrupt(*_):
+    raise Interrupted("the caller's own timer")
+signal.signal(signal.SIGALRM, interrupt)
+signal.setitimer(signal.ITIMER_REAL, 0.3)
+try:
+    script.main({{"apiKey": {KEY!r}}}, "v3:x", {{"stream_url": {URL!r}, "command_id": "ok-late"}}, deadline_s=5)
+except Interrupted:
+    print("interrupted", flush=True)
+time.sleep(2.0)  # the lookup answers meanwhile, and its connection is cut as it is set
+"""
+        env = {**os.environ, "TELNYX_BASE_URL": ""}
+        done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60, env=env)
+    assert done.stdout == "interrupted\n", done.stdout + done.stderr
+    assert server.requests in ([], [b""]), server.requests  # nothing of the request ever arrived
