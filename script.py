@@ -379,56 +379,43 @@ def _blanks(item: Dict[str, Any]) -> int:
 
 
 def _plain(value: Any, field: str, depth: int) -> Any:
-    """A copy of ``value`` in plain JSON types with None dropped, or a TelnyxInputError naming the
-    field: bounded depth (no recursion error, no cycle), string keys, text JSON can carry."""
+    """A copy of ``value`` in plain JSON types with None dropped, or a TelnyxInputError naming the field: bounded
+    depth (no recursion error, no cycle), at most MAX_KEYS keys and MAX_ITEMS items, string keys, JSON's text."""
+    refused = lambda what: TelnyxInputError(f"{field} {what}", field)  # noqa: E731
     if depth > MAX_DEPTH:
-        raise TelnyxInputError(f"{field} is nested deeper than {MAX_DEPTH} levels: no streaming_start field is.", field)
+        raise refused(f"is nested deeper than {MAX_DEPTH} levels: no streaming_start field is.")
     if isinstance(value, str):
         value = str.__str__(value)  # a plain str: a subclass's methods never run
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
-            raise TelnyxInputError(
-                f"{field} contains a lone surrogate character, which JSON cannot carry: remove it.", field
-            ) from None
+            raise refused("contains a lone surrogate character, which JSON cannot carry: remove it.") from None
         return value
-    if isinstance(value, bool) or value is None or isinstance(value, float):
+    if isinstance(value, (bool, float)) or value is None:
         return value
     if isinstance(value, int):
         if not -(2**53) <= value <= 2**53:
-            raise TelnyxInputError(
-                f"{field} is a {value.bit_length()}-bit integer: no field takes one that large.", field
-            )
+            raise refused(f"is a {value.bit_length()}-bit integer: no field takes one that large.")
         return value
     if isinstance(value, Mapping):
-        plain = {}
-        for key, item in _items(value, field):
-            if not isinstance(key, str):
-                raise TelnyxInputError(f"{field} has a key of type {type(key).__name__}: keys must be strings.", field)
-            key = str.__str__(key)
-            if item is not None:
-                plain[key] = _plain(item, f"{field}.{_show_text(key, 80)}", depth + 1)
-        return plain
+        try:
+            items = list(itertools.islice(value.items(), MAX_KEYS + 1))  # read no further than that
+        except Exception:  # a hostile Mapping (unhashable keys, a raising __iter__): refused, never a crash
+            raise refused("cannot be read as an object: pass a plain dict.") from None
+        if len(items) > MAX_KEYS:
+            raise refused(f"has more than {MAX_KEYS} keys: no streaming_start object has that many.")
+        if any(not isinstance(key, str) for key, _ in items):
+            kind = type(next(key for key, _ in items if not isinstance(key, str))).__name__
+            raise refused(f"has a key of type {kind}: keys must be strings.")
+        plain = ((str.__str__(key), item) for key, item in items if item is not None)
+        return {key: _plain(item, f"{field}.{_show_text(key, 80)}", depth + 1) for key, item in plain}
     if isinstance(value, (list, tuple)):
         if len(value) > MAX_ITEMS:
-            raise TelnyxInputError(f"{field} has {len(value)} items: at most {MAX_ITEMS}.", field)
+            raise refused(f"has {len(value)} items: at most {MAX_ITEMS}.")
         return [_plain(item, f"{field}[{i}]", depth + 1) for i, item in enumerate(value) if item is not None]
-    raise TelnyxInputError(
-        f"{field} is a {type(value).__name__}, which JSON cannot carry: use a string, number, boolean, list or object.",
-        field,
+    raise refused(
+        f"is a {type(value).__name__}, which JSON cannot carry: use a string, number, boolean, list or object."
     )
-
-
-def _items(mapping: Mapping[Any, Any], field: str) -> List[Any]:
-    try:
-        items = list(itertools.islice(mapping.items(), MAX_KEYS + 1))  # read no further than that
-    except Exception:  # a hostile Mapping (unhashable keys, a raising __iter__): refused, never a crash
-        raise TelnyxInputError(f"{field} cannot be read as an object: pass a plain dict.", field) from None
-    if len(items) > MAX_KEYS:
-        raise TelnyxInputError(
-            f"{field} has more than {MAX_KEYS} keys: no streaming_start object has that many.", field
-        )
-    return items
 
 
 def _check_rules(payload: Dict[str, Any], needs_stream: bool) -> None:
