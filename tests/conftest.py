@@ -87,6 +87,16 @@ def start(call_id: str, body: dict[str, Any] | None = None, **kwargs: Any) -> An
     return script.main(AUTH, call_id, {"stream_url": URL} if body is None else body, **kwargs)
 
 
+def timed(command_id: str, **kwargs: Any) -> tuple[Any, float]:
+    """main() with the test key and this command_id: (its result or its error, the seconds it took)."""
+    began = time.monotonic()
+    try:
+        result: Any = script.main(AUTH, "v3:timed", {"stream_url": URL, "command_id": command_id}, **kwargs)
+    except script.TelnyxError as error:
+        result = error
+    return result, time.monotonic() - began
+
+
 def everything_said(outcome: Any) -> str:
     """Every text a user, a log or Windmill could see of an outcome (a result or an error)."""
     import pickle

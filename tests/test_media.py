@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from array import array
+from typing import Any
 
 import pytest
 import requests
@@ -156,12 +157,8 @@ def live_emulator(monkeypatch, tmp_path):
         yield emu
 
 
-def play_until_echoed(emu, rx, body: dict):
-    """Start a 30 s call's stream, wait until the emulator echoes a mark (everything the receiver
-    sent before it has been handled), then stop the stream: (report, the emulator's stream)."""
-    call = emu.create_call(duration_s=30)
-    start(call, {"stream_url": rx.url, "stream_bidirectional_mode": "rtp", **body})
-    assert rx.echoed.wait(20), "no mark echoed"
+def stop_streaming(emu: Any, call: str) -> None:
+    """Telnyx's streaming_stop for the call, sent as your app would."""
     stop = requests.post(
         f"{emu.base_url}/calls/{call}/actions/streaming_stop",
         json={},
@@ -169,6 +166,15 @@ def play_until_echoed(emu, rx, body: dict):
         timeout=5,
     )
     assert stop.status_code == 200
+
+
+def play_until_echoed(emu, rx, body: dict):
+    """Start a 30 s call's stream, wait until the emulator echoes a mark (everything the receiver
+    sent before it has been handled), then stop the stream: (report, the emulator's stream)."""
+    call = emu.create_call(duration_s=30)
+    start(call, {"stream_url": rx.url, "stream_bidirectional_mode": "rtp", **body})
+    assert rx.echoed.wait(20), "no mark echoed"
+    stop_streaming(emu, call)
     (report,) = rx.wait(1, timeout=20)
     (stream,) = emu.wait_streams(call)
     return report, stream
@@ -279,13 +285,7 @@ def play_until_counted(emu, rx, body: dict, frames: int):
     start(call, {"stream_url": rx.url, **body})
     (stream,) = emu.call(call).streams
     wait_until(lambda: sum(stream.received.values()) >= frames, f"{frames} frames counted")
-    stop = requests.post(
-        f"{emu.base_url}/calls/{call}/actions/streaming_stop",
-        json={},
-        headers={"Authorization": f"Bearer {KEY}"},
-        timeout=5,
-    )
-    assert stop.status_code == 200
+    stop_streaming(emu, call)
     (report,) = rx.wait(1, timeout=20)
     emu.wait_streams(call)
     return report, stream, said

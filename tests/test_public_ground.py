@@ -23,7 +23,7 @@ from typing import Any, Iterator
 
 import pytest
 import urllib3
-from conftest import AUTH, CERT, KEY, ROOT, TRANSPORT_SETTINGS, URL, tls_context, tls_context_for, wait_until
+from conftest import CERT, KEY, ROOT, TRANSPORT_SETTINGS, URL, timed, tls_context, tls_context_for, wait_until
 from proxies import ConnectProxy, SocksProxy, TlsProxy
 from rawserver import RawServer, answer, read_request
 
@@ -94,13 +94,7 @@ def route(name: str, handler: Any, monkeypatch: pytest.MonkeyPatch, folder: Path
         yield server, proxy
 
 
-def start(command_id: str, **kwargs: Any) -> tuple[Any, float]:
-    began = time.monotonic()
-    try:
-        result: Any = script.main(AUTH, "v3:ground", {"stream_url": URL, "command_id": command_id}, **kwargs)
-    except script.TelnyxError as error:
-        result = error
-    return result, time.monotonic() - began
+start = timed  # main() with this command_id: (its outcome, seconds)
 
 
 def drip_after_ok(conn: socket.socket, request: bytes) -> None:

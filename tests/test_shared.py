@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 from conftest import (
-    AUTH,
     CERT,
     KEY,
     ROOT,
@@ -28,6 +27,7 @@ from conftest import (
     URL,
     everything_said,
     internals,
+    timed,
     tls_context,
     wait_until,
 )
@@ -72,13 +72,7 @@ def drip_or_answer(conn: socket.socket, request: bytes) -> None:
         request = read_request(conn, limit=30)
 
 
-def start(command_id: str, **kwargs: Any) -> Any:
-    began = time.monotonic()
-    try:
-        result: Any = script.main(AUTH, "v3:shared", {"stream_url": URL, "command_id": command_id}, **kwargs)
-    except script.TelnyxError as error:
-        result = error
-    return result, time.monotonic() - began
+start = timed  # main() with this command_id: (its outcome, seconds)
 
 
 def test_calls_the_deadline_cuts_never_touch_the_healthy_calls_beside_them(serve):
