@@ -23,7 +23,18 @@ from typing import Any, Iterator
 
 import pytest
 import urllib3
-from conftest import CERT, KEY, ROOT, TRANSPORT_SETTINGS, URL, timed, tls_context, tls_context_for, wait_until
+from conftest import (
+    CERT,
+    KEY,
+    ROOT,
+    TRANSPORT_SETTINGS,
+    URL,
+    internals,
+    timed,
+    tls_context,
+    tls_context_for,
+    wait_until,
+)
 from proxies import ConnectProxy, SocksProxy, TlsProxy
 from rawserver import RawServer, answer, read_request
 
@@ -294,3 +305,55 @@ time.sleep(2.0)  # the lookup answers meanwhile, and its connection is cut as it
         done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60, env=env)
     assert done.stdout == "interrupted\n", done.stdout + done.stderr
     assert server.requests in ([], [b""]), server.requests  # nothing of the request ever arrived
+
+
+def test_calls_in_a_row_share_one_clock_thread_which_ends_soon_after_the_last():
+    with RawServer(drip_after_ok) as server:
+        os.environ["TELNYX_BASE_URL"] = server.base_url
+        try:
+            clocks = []
+            for n in range(5):
+                assert start(f"ok-{n}", max_retries=0)[0] == {"data": {"answers": f"ok-{n}"}}
+                clocks += [t.ident for t in attempt_threads()]
+            assert len(clocks) == 5 and len(set(clocks)) == 1, clocks  # one clock, alive between calls in a row
+            assert wait_until(lambda: not attempt_threads(), 1.0), attempt_threads()  # and gone within a second
+        finally:
+            del os.environ["TELNYX_BASE_URL"]
+
+
+def test_cutting_a_socket_that_is_closed_already_is_harmless():
+    ours, peer = socket.socketpair()
+    ours.close()
+    peer.close()
+    attempt = internals.attempt(time.monotonic() + 10)
+    attempt.reached(requested=True, sock=ours)
+    assert attempt.cut_now() is True and attempt.cut is True  # no error: the socket was closed already
+
+
+@pytest.mark.parametrize(
+    ("proxy", "words"),
+    [
+        ("127.0.0.1:{port}", "the proxy could not be reached"),  # no scheme: http://, as requests takes it
+        ("socks4://127.0.0.1:{port}", "the SOCKS proxy failed"),
+        ("socks4a://127.0.0.1:{port}", "the SOCKS proxy failed"),
+        ("http://[::1:{port}", "HTTPS_PROXY is not a proxy URL"),  # does not parse
+        ("http://:{port}", "HTTPS_PROXY is not a proxy URL"),  # no host
+    ],
+)
+def test_proxy_urls_are_taken_as_requests_takes_them(proxy, words, monkeypatch):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # released: nothing listens there
+    monkeypatch.setenv("HTTPS_PROXY", proxy.format(port=port))
+    monkeypatch.setenv("TELNYX_BASE_URL", "https://telnyx.test/v2")
+    result, _ = start("c-proxy", max_retries=0)
+    assert str(result).startswith(f"could not reach Telnyx after 1 attempt(s): {words}"), result
+    assert "Nothing was sent to Telnyx" in str(result)
+
+
+def test_a_failure_whose_shape_changed_is_still_one_of_the_three_errors():
+    """A urllib3 release whose NameResolutionError no longer carries the connection: classified as unforeseen."""
+    conn = urllib3.connection.HTTPConnection("telnyx.test")
+    error = urllib3.exceptions.NameResolutionError("telnyx.test", conn, socket.gaierror(-2, "unknown"))
+    del error.conn
+    assert internals.classify(error, False) == ("other", "NameResolutionError", False)
