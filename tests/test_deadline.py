@@ -455,3 +455,24 @@ def test_a_proxy_that_cannot_be_reached_is_named_word_for_word(monkeypatch):
         "the request was written), so running it again is safe.",
         "(command_id=c1, attempts=1)",
     ]
+
+
+def test_a_proxy_refusal_is_shown_up_to_120_characters(monkeypatch):
+    listener = proxy_answering(b"HTTP/1.1 403 " + b"w" * 300)
+    try:
+        monkeypatch.setenv("TELNYX_BASE_URL", "https://telnyx.test/v2")
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{listener.getsockname()[1]}")
+        result, _ = outcome(max_retries=0)
+    finally:
+        listener.close()
+    shown = "Tunnel connection failed: 403 " + "w" * 300
+    first = str(result).split("\n")[0]
+    assert first == f"could not reach Telnyx after 1 attempt(s): the proxy refused to open a tunnel ({shown[:117]}...)"
+
+
+def test_a_proxy_that_never_accepts_the_connection_could_not_be_reached(monkeypatch, unanswered_port):
+    monkeypatch.setenv("TELNYX_BASE_URL", "https://telnyx.test/v2")
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{unanswered_port}")
+    result, took = outcome(max_retries=0, timeout_s=0.5, deadline_s=3)
+    assert str(result).startswith("could not reach Telnyx after 1 attempt(s): the proxy could not be reached\n"), result
+    assert took < 3 + SLACK
