@@ -589,3 +589,30 @@ def test_a_body_that_is_not_an_object_word_for_word():
         '"wss://example.com/media"}.',
         "body",
     )
+
+
+def test_answer_has_mains_defaults():
+    import inspect
+
+    defaults = lambda f: {n: p.default for n, p in inspect.signature(f).parameters.items()}  # noqa: E731
+    assert (
+        defaults(script.answer)
+        == defaults(script.main)
+        == {
+            "auth": inspect.Parameter.empty,
+            "call_control_id": inspect.Parameter.empty,
+            "body": None,
+            "timeout_s": 10.0,
+            "deadline_s": 20.0,
+            "max_retries": 2,
+        }
+    )
+
+
+@pytest.mark.parametrize("base", ["https://user:secret-pw@api.telnyx.com/v2?x", "https://:secret-pw@h/v2#"])
+def test_a_base_url_holding_a_password_is_refused_without_showing_it(monkeypatch, base):
+    monkeypatch.setenv("TELNYX_BASE_URL", base)
+    with pytest.raises(script.TelnyxInputError) as refused:
+        script.main(AUTH, "v3:x", {"stream_url": URL})
+    assert "secret-pw" not in str(refused.value)
+    assert "got (not shown: it may hold a user or password)." in str(refused.value)
