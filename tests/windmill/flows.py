@@ -309,21 +309,21 @@ class FlowRunner:
             content, lock = script["content"], script.get("lock") or ""
         else:
             raise NotImplementedError(f"module type {value['type']} is not modelled")
-        folder = Path(tempfile.mkdtemp(prefix="windmill-step-"))
-        source = folder / "step.py"
-        source.write_text(content)
-        worker = Worker(
-            site(_lock_file(lock), self.python),
-            env=self.env,
-            resources=self.resources,
-            variables=self.variables,
-            script=source,
-            step_id=step_id,
-            python=self.python,
-            windmill=self.windmill,
-            flags=self.flags,
-        )
-        return worker.run(args)
+        with tempfile.TemporaryDirectory(prefix="windmill-step-") as folder:  # removed after the job, as Windmill does
+            source = Path(folder) / "step.py"
+            source.write_text(content)
+            worker = Worker(
+                site(_lock_file(lock), self.python),
+                env=self.env,
+                resources=self.resources,
+                variables=self.variables,
+                script=source,
+                step_id=step_id,
+                python=self.python,
+                windmill=self.windmill,
+                flags=self.flags,
+            )
+            return worker.run(args)
 
 
 def _lock_file(text: str) -> Path:
