@@ -270,7 +270,10 @@ print(json.dumps({{"said": said, "took": time.monotonic() - began, "exit_from": 
 
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_and_sigterm_end_the_command_line_at_once_during_a_lookup(how):
-    program = STUCK_RESOLVER + "\nfrom script_cli import cli\nsys.exit(cli(['v3:x', '--body', sys.argv[1]]))\n"
+    # Ctrl-C as a terminal delivers it, even when this suite runs as a background job (which ignores SIGINT)
+    terminal = "import signal\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
+    command_line = "\nfrom script_cli import cli\nsys.exit(cli(['v3:x', '--body', sys.argv[1]]))\n"
+    program = terminal + STUCK_RESOLVER + command_line
     env = {**os.environ, "TELNYX_BASE_URL": "https://stuck.test/v2", "TELNYX_API_KEY": KEY}
     body = json.dumps({"stream_url": URL})
     with subprocess.Popen(
