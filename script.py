@@ -888,7 +888,7 @@ def _connect_in_a_thread(conn: Any, attempt: _Attempt) -> None:
     if not _LOOKUPS.acquire(blocking=False):
         raise _TooManyLookups
     try:
-        threading.Thread(target=copy_context().run, args=(run,), daemon=True).start()
+        threading.Thread(target=copy_context().run, args=(run,), name="telnyx-lookup", daemon=True).start()
     except RuntimeError:  # no thread can start now: connecting runs here, each socket operation bounded
         run()
     try:

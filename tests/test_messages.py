@@ -118,6 +118,17 @@ def test_no_answer_in_time_word_for_word(serve):
     assert (error.command_id, error.attempts) == ("c1", 1)
 
 
+def test_the_deadline_passing_in_the_first_attempt_word_for_word(serve):
+    serve(silent(5))
+    error = connection_error(timeout_s=10, deadline_s=0.4, max_retries=2)
+    assert str(error).split("\n") == [
+        "no answer in time (timeout or deadline) after 1 attempt(s): deadline_s passed before an answer came",
+        "deadline_s would pass before a retry. Telnyx did not answer within timeout_s / deadline_s; raise them or "
+        f"check the network. {SAFE_C1}",
+        "(command_id=c1, attempts=1)",
+    ]
+
+
 def test_could_not_reach_word_for_word(monkeypatch):
     monkeypatch.setenv("TELNYX_BASE_URL", "http://127.0.0.1:9/v2")
     error = connection_error(max_retries=1)
@@ -441,8 +452,28 @@ def test_integers_past_2_53_are_refused_by_size(value):
             "data.payload.client_state of later webhooks.",
             "body.client_state",
         ),
+        (
+            {"stream_url": "wss://h.example/a\x01"},
+            "body.stream_url must be a ws:// or wss:// URL with a host and no control characters, got "
+            "'wss://h.example/a\\x01'. Example: wss://your-server.example.com/media.",
+            "body.stream_url",
+        ),
+        (
+            {"stream_url": URL, "custom_parameters": [{"name": "", "value": "1"}]},
+            "body.custom_parameters[0] has an empty name: fill in both name and value, or remove the item (an item "
+            "with both empty is ignored).",
+            "body.custom_parameters[0]",
+        ),
+        (  # text shaped like a user in a URL is never echoed, whatever the field
+            {"stream_url": URL, "stream_track": "alice@example.test"},
+            'body.stream_track is invalid: use one of "inbound_track", "outbound_track", "both_tracks".',
+            "body.stream_track",
+        ),
     ],
     ids=[
+        "control character in url",
+        "blank-named parameter",
+        "user-like text",
         "surrogate",
         "key type",
         "bytes",
@@ -485,6 +516,7 @@ def test_a_mapping_that_cannot_be_read_word_for_word():
 
 FIX_AUTH = "Pick a telnyx resource whose apiKey is your Telnyx API key (it starts with KEY)."
 FIX_ID = "Pass data.payload.call_control_id of the call.answered webhook, e.g. v3:9X2vxPDF..."
+NOT_SHOWN = "(not shown: it may hold a user or password)"
 
 
 @pytest.mark.parametrize(
@@ -520,6 +552,13 @@ def test_keys_of_16_characters_and_with_any_letter_are_sent(api, key):
         (None, f"call_control_id must be a non-empty string, got NoneType. {FIX_ID}"),
         (7, f"call_control_id must be a non-empty string, got int. {FIX_ID}"),
         ("x" * 513, f"call_control_id is 513 characters, too long for an id. {FIX_ID}"),
+        (
+            AUTH["apiKey"],
+            "call_control_id is your API key (not shown): the arguments look swapped. auth is the telnyx resource; "
+            + FIX_ID,
+        ),
+        ("v3 a:pw@h", f"call_control_id contains spaces, line breaks or control characters: {NOT_SHOWN}. {FIX_ID}"),
+        ("v3 //alice@h", f"call_control_id contains spaces, line breaks or control characters: {NOT_SHOWN}. {FIX_ID}"),
     ],
 )
 def test_call_control_id_refusals_word_for_word(call_id, message):
@@ -537,6 +576,8 @@ def test_limits_of_600_seconds_are_accepted_and_max_retries_word_for_word(api):
     assert script.main(AUTH, "v3:x", {"stream_url": URL}, timeout_s=600, deadline_s=600) == {"data": {}}
     error = refusal(max_retries=11)
     assert (str(error), error.field) == ("max_retries must be a whole number from 0 to 10, got 11.", "max_retries")
+    pasted = refusal(timeout_s="10 https://u:pw@h")  # a value that may hold a password is never echoed
+    assert str(pasted) == f"timeout_s must be a number of seconds above 0 and at most 600, got {NOT_SHOWN}."
 
 
 def test_rtp_with_its_codec_and_rate_passes_as_given():

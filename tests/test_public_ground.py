@@ -337,6 +337,28 @@ def test_calls_in_a_row_share_one_clock_thread_which_ends_soon_after_the_last():
             del os.environ["TELNYX_BASE_URL"]
 
 
+def test_a_lookup_that_answers_late_has_a_named_thread_that_ends_when_it_answers(monkeypatch, unanswered_port):
+    """While the call waits for a name lookup, the script's two threads are named as an operator finds them in a
+    thread dump; the lookup's thread outlives the call only until the resolver answers, the clock not at all."""
+    real, answered, seen = socket.getaddrinfo, threading.Event(), []
+
+    def getaddrinfo(host, port, *args, **kwargs):  # a resolver that answers 'late.test' after the deadline
+        if host == "late.test":
+            seen.append(sorted(t.name for t in attempt_threads()))
+            answered.wait(10)
+            host = "127.0.0.1"
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setenv("TELNYX_BASE_URL", f"https://late.test:{unanswered_port}/v2")
+    result, took = start("c-late", deadline_s=0.3, max_retries=0)
+    assert isinstance(result, script.TelnyxConnectionError) and took < 0.8, (took, result)
+    assert seen == [["telnyx-lookup", "telnyx-streaming-start-clock"]]
+    assert [t.name for t in attempt_threads() if t.name == "telnyx-lookup"] == ["telnyx-lookup"]  # still looking up
+    answered.set()
+    assert wait_until(lambda: not attempt_threads(), 1.0), attempt_threads()
+
+
 def test_cutting_a_socket_that_is_closed_already_is_harmless():
     ours, peer = socket.socketpair()
     ours.close()
