@@ -54,6 +54,7 @@ def talk_server(tmp_path) -> Iterator[tuple[subprocess.Popen, str]]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=terminal_ctrl_c,
     )
     try:
         assert process.stderr is not None
@@ -63,6 +64,12 @@ def talk_server(tmp_path) -> Iterator[tuple[subprocess.Popen, str]]:
     finally:
         process.send_signal(signal.SIGINT)  # Ctrl-C
         assert process.wait(30) == 0
+
+
+def terminal_ctrl_c() -> None:
+    """In the child: Ctrl-C as a terminal delivers it, even when this suite runs as a background job (which
+    starts its children with SIGINT ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.fixture
