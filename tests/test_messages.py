@@ -514,6 +514,33 @@ def test_a_mapping_that_cannot_be_read_word_for_word():
     )
 
 
+class UnreadableResource(dict):
+    def get(self, *args):
+        raise TypeError("unhashable")
+
+
+class SixtyFiveKeysThenBroken(dict):
+    """65 keys, then an error: a Mapping read past 65 keys fails."""
+
+    def items(self):
+        yield from ((f"k{i}", "v") for i in range(65))
+        raise AssertionError("read past 65 keys")
+
+
+def test_an_object_of_more_than_64_keys_is_refused_after_reading_65():
+    error = refusal({"stream_url": URL, "custom_parameters": [SixtyFiveKeysThenBroken()]})
+    assert str(error) == "body.custom_parameters[0] has more than 64 keys: no streaming_start object has that many."
+
+
+def test_a_long_key_is_cut_at_80_characters_in_the_field_it_names():
+    error = refusal({"stream_url": URL, "custom_parameters": [{"n" * 100: b"x"}]})
+    field = "body.custom_parameters[0]." + "n" * 77 + "..."
+    assert (str(error), error.field) == (
+        f"{field} is a bytes, which JSON cannot carry: use a string, number, boolean, list or object.",
+        field,
+    )
+
+
 FIX_AUTH = "Pick a telnyx resource whose apiKey is your Telnyx API key (it starts with KEY)."
 FIX_ID = "Pass data.payload.call_control_id of the call.answered webhook, e.g. v3:9X2vxPDF..."
 NOT_SHOWN = "(not shown: it may hold a user or password)"
@@ -523,6 +550,7 @@ NOT_SHOWN = "(not shown: it may hold a user or password)"
     ("auth", "message"),
     [
         (["KEY"], f"auth must be a telnyx resource, got list. {FIX_AUTH}"),
+        (UnreadableResource(), f"auth cannot be read as an object: pass a plain dict. {FIX_AUTH}"),
         (
             {"apiKey": "KEY01234567890ééé"},
             "auth.apiKey contains spaces, quotes, line breaks or non-ASCII characters "
