@@ -306,3 +306,13 @@ def unanswered_port() -> Iterator[int]:
     for client in queued:
         client.close()
     listener.close()
+
+
+@pytest.fixture(autouse=True)
+def lookups_end_with_their_test() -> Iterator[None]:
+    """A name lookup the deadline abandoned goes on in its thread until the resolver answers (the one thing
+    no call can interrupt). The tests whose resolver answers late leave such threads for a moment; wait for
+    them here, so the next test sees only threads of its own, and fail the test whose lookup never ends."""
+    yield
+    lookups = lambda: [t for t in threading.enumerate() if t.name == "telnyx-lookup"]  # noqa: E731
+    assert wait_until(lambda: not lookups(), 10.0), f"a lookup's thread outlived its test by 10 s: {lookups()}"

@@ -5,10 +5,11 @@ script.answer sends that command with streaming start's guarantees."""
 
 from __future__ import annotations
 
+import inspect
 import json
 
 import pytest
-from conftest import AUTH, KEY, URL, everything_said
+from conftest import AUTH, KEY, ROOT, URL, everything_said
 
 import script
 from emulator import Emulator
@@ -96,6 +97,15 @@ def test_a_call_hung_up_while_ringing_ends_with_originator_cancel(emulator):
     emulator.hangup(call)
     assert events(emulator, call)[-1][1]["hangup_cause"] == "originator_cancel"
     assert emulator.call(call).ended_why == "hung up by the caller while it rang"
+
+
+def test_answer_has_the_limits_the_form_shows_for_streaming_start():
+    """The flow step calls answer without limits: it gets the timeout, deadline and retries main documents."""
+    form = json.loads((ROOT / "script.schema.json").read_text())["properties"]
+    defaults = {name: p.default for name, p in inspect.signature(script.answer).parameters.items()}
+    assert {name: defaults[name] for name in ("timeout_s", "deadline_s", "max_retries")} == {
+        name: form[name]["default"] for name in ("timeout_s", "deadline_s", "max_retries")
+    } == {"timeout_s": 10.0, "deadline_s": 20.0, "max_retries": 2}
 
 
 def test_answer_refuses_what_answer_does_not_take_and_sends_nothing(emulator):
