@@ -103,9 +103,11 @@ def test_answer_has_the_limits_the_form_shows_for_streaming_start():
     """The flow step calls answer without limits: it gets the timeout, deadline and retries main documents."""
     form = json.loads((ROOT / "script.schema.json").read_text())["properties"]
     defaults = {name: p.default for name, p in inspect.signature(script.answer).parameters.items()}
-    assert {name: defaults[name] for name in ("timeout_s", "deadline_s", "max_retries")} == {
-        name: form[name]["default"] for name in ("timeout_s", "deadline_s", "max_retries")
-    } == {"timeout_s": 10.0, "deadline_s": 20.0, "max_retries": 2}
+    assert (
+        {name: defaults[name] for name in ("timeout_s", "deadline_s", "max_retries")}
+        == {name: form[name]["default"] for name in ("timeout_s", "deadline_s", "max_retries")}
+        == {"timeout_s": 10.0, "deadline_s": 20.0, "max_retries": 2}
+    )
 
 
 def test_answer_refuses_what_answer_does_not_take_and_sends_nothing(emulator):
