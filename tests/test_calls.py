@@ -110,6 +110,21 @@ def test_answer_has_the_limits_the_form_shows_for_streaming_start():
     )
 
 
+def test_answer_retries_twice_by_default_with_one_command_id(emulator):
+    """The limit seen in behaviour (mutmut copies a function's signature, so the test above cannot see it)."""
+    for faults, answered in ((2, True), (3, False)):
+        call = emulator.ring()
+        emulator.add_faults([{"kind": "status", "status": 503}] * faults, call)
+        if answered:
+            script.answer(AUTH, call, {})
+        else:
+            with pytest.raises(script.TelnyxAPIError, match=r"^503 "):
+                script.answer(AUTH, call, {})
+        ids = [body["command_id"] for body in sent(emulator, call, "answer")]
+        assert len(ids) == 3 and len(set(ids)) == 1, ids
+        assert emulator.call(call).state == ("answered" if answered else "ringing")
+
+
 def test_answer_refuses_what_answer_does_not_take_and_sends_nothing(emulator):
     call = emulator.ring()
     with pytest.raises(script.TelnyxInputError) as refused:
