@@ -211,6 +211,14 @@ def test_other_fields(api, body, field):
     assert refused(api, body={"stream_url": URL, **body}).field == field
 
 
+def test_a_body_wrong_in_every_field_names_the_first_by_name(api):
+    """Every error is looked at (the schema allows about 20 at most), so which is named does not hang on the
+    validator's order: the wrong field whose name comes first."""
+    fields = [name for name in script.BODY_FIELDS if name != "custom_parameters"]  # checked before the schema
+    assert refused(api, body=dict.fromkeys(fields, 1.5)).field == "body.client_state"
+    assert refused(api, body=dict.fromkeys(fields[:-2], 1.5)).field == "body.dialogflow_config"
+
+
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [
