@@ -3,7 +3,9 @@ input errors (the oracle is the text written here, not the script's code)."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import socket
 
 import pytest
@@ -137,6 +139,20 @@ def test_could_not_reach_word_for_word(monkeypatch):
         f"Check the network and TELNYX_BASE_URL. {NOTHING_SENT}",
         "(command_id=c1, attempts=2)",
     ]
+
+
+def test_an_unreachable_network_is_named_in_the_os_words_and_not_called_a_timeout(monkeypatch):
+    """255.255.255.255 is refused by the kernel before a packet leaves (Linux: ENETUNREACH for TCP to a
+    broadcast address): no network is touched, and the failure is not a refused connection."""
+    unreachable = os.strerror(errno.ENETUNREACH)
+    monkeypatch.setenv("TELNYX_BASE_URL", "https://255.255.255.255:9/v2")
+    error = connection_error(max_retries=0)
+    assert str(error).split("\n")[0] == f"could not reach Telnyx after 1 attempt(s): no connection ({unreachable})"
+    assert NOTHING_SENT in str(error)
+    monkeypatch.setenv("TELNYX_BASE_URL", "https://telnyx.test/v2")  # the proxy resolves it: no lookup here
+    monkeypatch.setenv("HTTPS_PROXY", "http://255.255.255.255:9")
+    error = connection_error(max_retries=0)
+    assert str(error).split("\n")[0] == "could not reach Telnyx after 1 attempt(s): the proxy could not be reached"
 
 
 NOTHING_SENT = "Nothing was sent to Telnyx (no byte of the request was written), so running it again is safe."
