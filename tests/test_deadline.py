@@ -228,7 +228,8 @@ def test_an_empty_or_non_pem_ca_bundle_is_named_and_not_retried(serve, monkeypat
     assert advice.startswith("Check REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE") and "Nothing was sent" in advice
 
 
-def proxy_answering(status_line: bytes):
+def through_a_proxy_answering(status_line: bytes, monkeypatch: pytest.MonkeyPatch, max_retries: int):
+    """main()'s outcome through an https proxy that answers every CONNECT with ``status_line``."""
     listener = socket.create_server(("127.0.0.1", 0))
 
     def serve():
@@ -240,17 +241,16 @@ def proxy_answering(status_line: bytes):
                     conn.sendall(status_line + b"\r\nProxy-Authenticate: Basic\r\nContent-Length: 0\r\n\r\n")
 
     threading.Thread(target=serve, daemon=True).start()
-    return listener
-
-
-def test_a_proxy_asking_for_credentials_is_named(monkeypatch):
-    listener = proxy_answering(b"HTTP/1.1 407 Proxy Authentication Required")
     try:
         monkeypatch.setenv("TELNYX_BASE_URL", "https://telnyx.test/v2")
         monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{listener.getsockname()[1]}")
-        result, _ = outcome(max_retries=2)
+        return outcome(max_retries=max_retries)[0]
     finally:
         listener.close()
+
+
+def test_a_proxy_asking_for_credentials_is_named(monkeypatch):
+    result = through_a_proxy_answering(b"HTTP/1.1 407 Proxy Authentication Required", monkeypatch, max_retries=2)
     assert str(result).split("\n")[:2] == [
         "could not reach Telnyx after 1 attempt(s): the proxy refused to open a tunnel (Tunnel connection failed: "
         "407 Proxy Authentication Required)",
@@ -458,13 +458,7 @@ def test_a_proxy_that_cannot_be_reached_is_named_word_for_word(monkeypatch):
 
 
 def test_a_proxy_refusal_is_shown_up_to_120_characters(monkeypatch):
-    listener = proxy_answering(b"HTTP/1.1 403 " + b"w" * 300)
-    try:
-        monkeypatch.setenv("TELNYX_BASE_URL", "https://telnyx.test/v2")
-        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{listener.getsockname()[1]}")
-        result, _ = outcome(max_retries=0)
-    finally:
-        listener.close()
+    result = through_a_proxy_answering(b"HTTP/1.1 403 " + b"w" * 300, monkeypatch, max_retries=0)
     shown = "Tunnel connection failed: 403 " + "w" * 300
     first = str(result).split("\n")[0]
     assert first == f"could not reach Telnyx after 1 attempt(s): the proxy refused to open a tunnel ({shown[:117]}...)"
