@@ -36,7 +36,7 @@ from conftest import (
     wait_until,
 )
 from proxies import ConnectProxy, SocksProxy, TlsProxy
-from rawserver import RawServer, answer, read_request
+from rawserver import RawServer, answer, read_request, silent
 
 import script
 
@@ -327,14 +327,43 @@ def test_calls_in_a_row_share_one_clock_thread_which_ends_soon_after_the_last():
     with RawServer(drip_after_ok) as server:
         os.environ["TELNYX_BASE_URL"] = server.base_url
         try:
-            clocks = []
+            clocks: list[threading.Thread] = []  # the objects: a new thread may get an ended one's ident
             for n in range(5):
                 assert start(f"ok-{n}", max_retries=0)[0] == {"data": {"answers": f"ok-{n}"}}
-                clocks += [t.ident for t in attempt_threads()]
-            assert len(clocks) == 5 and len(set(clocks)) == 1, clocks  # one clock, alive between calls in a row
+                clocks += attempt_threads()
+            # one clock, alive between calls in a row (a second one if a loaded machine stalls past its linger)
+            assert len(clocks) == 5 and len(set(clocks)) <= 2, clocks
             assert wait_until(lambda: not attempt_threads(), 1.0), attempt_threads()  # and gone within a second
         finally:
             del os.environ["TELNYX_BASE_URL"]
+
+
+def test_the_exit_never_waits_for_a_call_under_way_in_a_daemon_thread():
+    """The interpreter joins only non-daemon threads at exit: the clock is a daemon whoever started it, so a
+    call still waiting in a daemon thread of the user's (a silent server, a 30 s deadline) does not hold the
+    process, even when it shares the clock a call of the main thread started just before."""
+    with RawServer(drip_after_ok) as healthy, RawServer(silent(60)) as server:
+        program = f"""
+import os, sys, threading
+sys.path.insert(0, {str(ROOT)!r})
+import script
+auth, body = {{"apiKey": {KEY!r}}}, {{"stream_url": {URL!r}, "command_id": "ok-main"}}
+os.environ["TELNYX_BASE_URL"] = {healthy.base_url!r}
+script.main(auth, "v3:x", body, max_retries=0)  # the main thread's call: the clock lingers after it
+os.environ["TELNYX_BASE_URL"] = {server.base_url!r}
+call = lambda: script.main(auth, "v3:x", body, deadline_s=30, max_retries=0)
+threading.Thread(target=call, daemon=True).start()
+sys.stdin.readline()  # the main thread ends when told: the call is still waiting for its answer
+"""
+        with subprocess.Popen([sys.executable, "-c", program], stdin=subprocess.PIPE, text=True) as process:
+            assert wait_until(lambda: server.requests, 30.0), "the call never reached the server"
+            assert process.stdin is not None
+            process.stdin.write("exit\n")
+            process.stdin.flush()
+            began = time.monotonic()
+            process.wait(20)
+            took = time.monotonic() - began
+    assert took < 1.0, f"the exit waited {took:.2f} s"
 
 
 def test_a_lookup_that_answers_late_has_a_named_thread_that_ends_when_it_answers(monkeypatch, unanswered_port):
