@@ -287,6 +287,14 @@ def short_path() -> Iterator[Path]:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+def closed_port() -> int:
+    """A loopback port the OS picked and nothing listens on (bound, then released): a connect is refused,
+    whatever the user runs on fixed ports such as 9."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 @pytest.fixture
 def unanswered_port() -> Iterator[int]:
     """A port whose listen queue is full: a connect to it waits, as to a host that drops packets."""

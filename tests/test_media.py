@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import KEY, ROOT, start
+from conftest import KEY, ROOT, closed_port, start
 from websockets.asyncio.server import serve
 from websockets.datastructures import Headers
 from websockets.http11 import Response
@@ -378,14 +378,15 @@ def wait_for_events(emulator, call, count, timeout=10.0):
 def test_unreachable_stream_url_gives_streaming_failed(media_emulator, httpserver):
     httpserver.expect_request("/hooks", method="POST").respond_with_data("ok")
     call = media_emulator.create_call(webhook_url=httpserver.url_for("/hooks"))
-    result = start(call, {"stream_url": "ws://127.0.0.1:9/nothing-here", "client_state": "c3RhdGU="})
+    nowhere = f"ws://127.0.0.1:{closed_port()}/nothing-here"
+    result = start(call, {"stream_url": nowhere, "client_state": "c3RhdGU="})
     assert result == {"data": {"result": "ok"}}  # the command succeeds; the stream fails later
     (event,) = wait_for_events(media_emulator, call, 1)
     data = event["data"]
     assert data["event_type"] == "streaming.failed" and data["record_type"] == "event"
     payload = data["payload"]
     assert payload["failure_reason"] == "connection_failed" and payload["stream_type"] == "websocket"
-    assert payload["stream_params"] == {"stream_url": "ws://127.0.0.1:9/nothing-here", "track": "inbound_track"}
+    assert payload["stream_params"] == {"stream_url": nowhere, "track": "inbound_track"}
     assert payload["call_control_id"] == call and payload["client_state"] == "c3RhdGU="
     deadline = time.monotonic() + 5
     while not httpserver.log and time.monotonic() < deadline:

@@ -9,7 +9,7 @@ import os
 import socket
 
 import pytest
-from conftest import AUTH, URL, internals
+from conftest import AUTH, URL, closed_port, internals
 from rawserver import answer, replying, silent
 
 import script
@@ -132,7 +132,7 @@ def test_the_deadline_passing_in_the_first_attempt_word_for_word(serve):
 
 
 def test_could_not_reach_word_for_word(monkeypatch):
-    monkeypatch.setenv("TELNYX_BASE_URL", "http://127.0.0.1:9/v2")
+    monkeypatch.setenv("TELNYX_BASE_URL", f"http://127.0.0.1:{closed_port()}/v2")
     error = connection_error(max_retries=1)
     assert str(error).split("\n") == [
         "could not reach Telnyx after 2 attempt(s): no connection (Connection refused)",
@@ -208,7 +208,7 @@ def test_without_a_command_id_the_message_says_what_is_safe(serve):
 
 
 def test_without_a_command_id_and_no_connection_it_is_safe_to_run_again(monkeypatch):
-    monkeypatch.setenv("TELNYX_BASE_URL", "http://127.0.0.1:9/v2")
+    monkeypatch.setenv("TELNYX_BASE_URL", f"http://127.0.0.1:{closed_port()}/v2")
     with pytest.raises(script.TelnyxConnectionError) as info:
         script.main(AUTH, "v3:x", {"stream_url": URL}, max_retries=0)
     assert str(info.value).split("\n")[1] == f"Check the network and TELNYX_BASE_URL. {NOTHING_SENT}"

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import logging
-import socket
 
 import pytest
-from conftest import KEY, URL, everything_said
+from conftest import KEY, URL, closed_port, everything_said
 
 import script
 
@@ -52,16 +51,9 @@ def test_no_key_in_input_errors(api, auth, body):
     assert KEY not in everything_said(info.value)
 
 
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_unreachable_host_message_has_no_key(monkeypatch, caplog):
     caplog.set_level(logging.DEBUG)
-    monkeypatch.setenv("TELNYX_BASE_URL", "http://127.0.0.1:9/v2")
+    monkeypatch.setenv("TELNYX_BASE_URL", f"http://127.0.0.1:{closed_port()}/v2")
     with pytest.raises(script.TelnyxConnectionError) as info:
         script.main({"apiKey": KEY}, "v3:x", {"stream_url": URL}, max_retries=1)
     assert KEY not in everything_said(info.value) + caplog.text

@@ -12,7 +12,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import KEY, URL, sent_bodies, start
+from conftest import KEY, URL, closed_port, sent_bodies, start
 
 import script
 
@@ -118,7 +118,7 @@ def test_redirect_is_not_followed_and_the_key_stays_home(emulator, httpserver):
 
 
 def test_unreachable_api_is_a_clear_connection_error(monkeypatch):
-    monkeypatch.setenv("TELNYX_BASE_URL", "http://127.0.0.1:9/v2")  # discard port: nothing listens
+    monkeypatch.setenv("TELNYX_BASE_URL", f"http://127.0.0.1:{closed_port()}/v2")  # nothing listens
     with pytest.raises(script.TelnyxConnectionError) as info:
         start("v3:x", max_retries=1)
     error = info.value
