@@ -540,7 +540,7 @@ def _check_call_control_id(call_control_id: Any, api_key: str) -> str:
         got = "an empty string" if call_control_id == "" else type(call_control_id).__name__
         what = f"must be a non-empty string, got {got}."
     elif call_control_id == api_key:
-        what = "is your API key (not shown): the arguments look swapped. auth is the telnyx resource;"
+        what = "is your API key (not shown): the arguments look swapped. auth is the telnyx resource."
     elif api_key.lower() in call_control_id.lower():  # it would travel in the URL and urllib3's debug log
         what = "contains your API key (not shown): remove it."
     elif len(call_control_id) > 512:

@@ -598,7 +598,7 @@ def test_keys_of_16_characters_and_with_any_letter_are_sent(api, key):
         ("x" * 513, f"call_control_id is 513 characters, too long for an id. {FIX_ID}"),
         (
             AUTH["apiKey"],
-            "call_control_id is your API key (not shown): the arguments look swapped. auth is the telnyx resource; "
+            "call_control_id is your API key (not shown): the arguments look swapped. auth is the telnyx resource. "
             + FIX_ID,
         ),
         ("v3 a:pw@h", f"call_control_id contains spaces, line breaks or control characters: {NOT_SHOWN}. {FIX_ID}"),
