@@ -5,8 +5,9 @@ cold  one complete call in a fresh process (``python script.py ...``), against t
       (the same plus a jsonschema validator: the floor while jsonschema is the validator of record)
       and, when the telnyx SDK is importable by --sdk-python, bench/official_sdk.py. Interleaved
       runs; median wall time and median peak RSS of each process (os.wait4).
-warm  sequential calls in one process through ``script.main`` versus ``requests.Session().post``,
-      interleaved in blocks; median and p99 per call.
+warm  sequential calls in one process through ``script.main`` versus ``requests.Session().post`` and the
+      official SDK's client (its own process, driven through a pipe), interleaved in blocks of 50;
+      median and p99 per call.
 compile  what compiling script.py costs every cold Windmill job (Python caches no job's bytecode).
 silence  the webhook flow's designs (bench/silence.py), with the settings a user gets: from Telnyx's
       first webhook of an incoming call to the first media frame at the stream server, each flow step a
@@ -21,6 +22,7 @@ this process's GIL. Results: a table on stdout and bench/results/latest.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -30,7 +32,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 BODY = {"stream_url": "wss://media.example.com/stream", "stream_track": "both_tracks"}
@@ -160,8 +162,9 @@ def run_once(command: list[str], env: dict[str, str]) -> tuple[float, float]:
 
 
 def warm_calls(count: int, ready: dict[str, str], sdk_python: str) -> dict[str, Any]:
-    """script.main against a pooled bare requests.Session, interleaved in blocks of 50, and the official
-    SDK's client (in its own venv, so in a process of its own) in the same run."""
+    """script.main, a pooled bare requests.Session and the official SDK's client (in its own venv, so in a
+    process of its own, driven call by call through a pipe), interleaved in blocks of 50: each variant meets
+    the machine and the emulator in the same state."""
     sys.path.insert(0, str(ROOT))
     os.environ["TELNYX_BASE_URL"] = ready["base_url"]
     import requests
@@ -171,32 +174,42 @@ def warm_calls(count: int, ready: dict[str, str], sdk_python: str) -> dict[str, 
     auth = script.telnyx(apiKey=ready["api_key"])
     session = requests.Session()
     headers = {"Authorization": f"Bearer {ready['api_key']}"}
-    calls = iter([new_call(ready) for _ in range(2 * (count + 20))])  # one per call, made before timing
+    calls = iter([new_call(ready) for _ in range(3 * (count + 20))])  # one per call, made before timing
 
-    def through_main() -> None:
+    def through_main() -> float:
+        began = time.perf_counter()
         script.main(auth, next(calls), BODY)
+        return time.perf_counter() - began
 
-    def bare() -> None:
+    def bare() -> float:
+        began = time.perf_counter()
         url = f"{ready['base_url']}/calls/{next(calls)}/actions/streaming_start"
         response = session.post(url, json=BODY, headers=headers, timeout=10)
         response.raise_for_status()
         response.json()
+        return time.perf_counter() - began
 
-    timings: dict[str, list[float]] = {"script.main": [], "bare requests.Session": []}
-    variants = {"script.main": through_main, "bare requests.Session": bare}
-    for fn in variants.values():  # connections, validator, caches: not counted
-        for _ in range(20):
-            fn()
-    block = 50
-    for start in range(0, count, block):
-        for name, fn in variants.items():
-            for _ in range(min(block, count - start)):
-                began = time.perf_counter()
+    variants: dict[str, Callable[[], float]] = {"script.main": through_main, "bare requests.Session": bare}
+    with contextlib.ExitStack() as stack:
+        sdk = _sdk_client(ready, sdk_python)
+        if sdk is not None:
+            stack.callback(sdk.communicate, "\n", 30)  # an empty line ends it
+
+            def through_sdk() -> float:  # the SDK's own timing, without the pipe
+                assert sdk.stdin is not None and sdk.stdout is not None
+                sdk.stdin.write(next(calls) + "\n")
+                sdk.stdin.flush()
+                return float(sdk.stdout.readline())
+
+            variants["official SDK client"] = through_sdk
+        timings: dict[str, list[float]] = {name: [] for name in variants}
+        for fn in variants.values():  # connections, validator, caches: not counted
+            for _ in range(20):
                 fn()
-                timings[name].append(time.perf_counter() - began)
-    sdk = _sdk_warm(count, ready, sdk_python)
-    if sdk:
-        timings["official SDK client"] = sdk
+        block = 50
+        for start in range(0, count, block):
+            for name, fn in variants.items():
+                timings[name] += [fn() for _ in range(min(block, count - start))]
     out: dict[str, Any] = {"calls": count, "variants": {}}
     base = statistics.median(timings["bare requests.Session"])
     for name, values in timings.items():
@@ -206,27 +219,20 @@ def warm_calls(count: int, ready: dict[str, str], sdk_python: str) -> dict[str, 
             "p99_ms": round(values[int(len(values) * 0.99) - 1] * 1000, 3),
             "ratio_to_bare": round(statistics.median(values) / base, 3),
         }
-    if sdk:
-        out["script_to_sdk"] = round(statistics.median(timings["script.main"]) / statistics.median(sdk), 3)
+    if "official SDK client" in timings:
+        sdk_median = statistics.median(timings["official SDK client"])
+        out["script_to_sdk"] = round(statistics.median(timings["script.main"]) / sdk_median, 3)
     return out
 
 
-def _sdk_warm(count: int, ready: dict[str, str], sdk_python: str) -> list[float]:
-    """The official SDK's warm calls, or [] when ``sdk_python`` cannot import telnyx."""
+def _sdk_client(ready: dict[str, str], sdk_python: str) -> subprocess.Popen | None:
+    """The official SDK's warm client as a process taking call ids on stdin, or None when ``sdk_python``
+    cannot import telnyx."""
     if subprocess.run([sdk_python, "-c", "import telnyx"], capture_output=True).returncode != 0:
-        return []
-    calls = "\n".join(new_call(ready) for _ in range(count + 20))
+        return None
     env = dict(os.environ, TELNYX_BASE_URL=ready["base_url"], TELNYX_API_KEY=ready["api_key"])
-    done = subprocess.run(
-        [sdk_python, str(ROOT / "bench" / "official_sdk_warm.py"), json.dumps(BODY)],
-        input=calls,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=600,
-    )
-    return [float(t) for t in json.loads(done.stdout)]
+    command = [sdk_python, str(ROOT / "bench" / "official_sdk_warm.py"), json.dumps(BODY)]
+    return subprocess.Popen(command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
 
 def compile_time() -> dict[str, Any]:

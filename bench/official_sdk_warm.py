@@ -1,7 +1,8 @@
 """The official telnyx SDK's client, warm: sequential calls in one process (./dev bench's SDK venv).
 
-Usage: official_sdk_warm.py BODY_JSON < call ids, one a line (TELNYX_BASE_URL, TELNYX_API_KEY set).
-Prints one JSON line: the seconds of each call after 20 not counted.
+Usage: official_sdk_warm.py BODY_JSON (TELNYX_BASE_URL, TELNYX_API_KEY set). Reads call ids, one a line,
+and answers each with the seconds its call took, one a line, so ./dev bench can run it in blocks
+interleaved with its other variants; ends at an empty line or the end of its input.
 """
 
 import json
@@ -12,12 +13,11 @@ import time
 import telnyx  # type: ignore[import-not-found]  # the SDK venv only
 
 body = json.loads(sys.argv[1])
-calls = sys.stdin.read().split()
 client = telnyx.Telnyx(api_key=os.environ["TELNYX_API_KEY"], base_url=os.environ["TELNYX_BASE_URL"])
-timings = []
-for index, call_control_id in enumerate(calls):
+for line in sys.stdin:
+    call_control_id = line.strip()
+    if not call_control_id:
+        break
     began = time.perf_counter()
     client.calls.actions.start_streaming(call_control_id, **body)
-    if index >= 20:  # the connection, the client's caches: not counted
-        timings.append(time.perf_counter() - began)
-print(json.dumps(timings))
+    print(time.perf_counter() - began, flush=True)
