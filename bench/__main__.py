@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -110,9 +111,8 @@ def cold_start(args: argparse.Namespace, ready: dict[str, str], env: dict[str, s
         "bare requests": [sys.executable, str(ROOT / "bench" / "bare_requests.py"), body],
         "bare + jsonschema": [sys.executable, str(ROOT / "bench" / "bare_validated.py"), body],
     }
-    sdk = subprocess.run([args.sdk_python, "-c", "import telnyx"], capture_output=True)
     note = None
-    if sdk.returncode == 0:
+    if _imports_telnyx(args.sdk_python):
         variants["official SDK"] = [args.sdk_python, str(ROOT / "bench" / "official_sdk.py"), body]
     else:
         note = (
@@ -225,10 +225,16 @@ def warm_calls(count: int, ready: dict[str, str], sdk_python: str) -> dict[str, 
     return out
 
 
+@functools.cache
+def _imports_telnyx(python: str) -> bool:
+    """Whether ``python`` can import the official SDK (asked once a run: the import alone takes seconds)."""
+    return subprocess.run([python, "-c", "import telnyx"], capture_output=True).returncode == 0
+
+
 def _sdk_client(ready: dict[str, str], sdk_python: str) -> subprocess.Popen | None:
     """The official SDK's warm client as a process taking call ids on stdin, or None when ``sdk_python``
     cannot import telnyx."""
-    if subprocess.run([sdk_python, "-c", "import telnyx"], capture_output=True).returncode != 0:
+    if not _imports_telnyx(sdk_python):
         return None
     env = dict(os.environ, TELNYX_BASE_URL=ready["base_url"], TELNYX_API_KEY=ready["api_key"])
     command = [sdk_python, str(ROOT / "bench" / "official_sdk_warm.py"), json.dumps(BODY)]
