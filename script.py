@@ -914,21 +914,21 @@ def _with_attempts(pool_class: Any) -> Any:
     return type(pool_class.__name__, (pool_class,), {"ConnectionCls": mixed})
 
 
+def _attempts_in(manager: Any) -> Any:  # a PoolManager, or a proxy's: its pools made by _with_attempts
+    classes = manager.pool_classes_by_scheme  # (1)
+    manager.pool_classes_by_scheme = {scheme: _with_attempts(pool) for scheme, pool in classes.items()}
+    return manager
+
+
 class _Adapter(HTTPAdapter):
     """requests' HTTPAdapter whose pools (direct, or through any proxy requests supports) use _AttemptConnection."""
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
-        self._attempts_in(self.poolmanager)
+        _attempts_in(self.poolmanager)
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
-        return self._attempts_in(super().proxy_manager_for(proxy, **proxy_kwargs))
-
-    @staticmethod
-    def _attempts_in(manager: Any) -> Any:
-        classes = manager.pool_classes_by_scheme  # (1)
-        manager.pool_classes_by_scheme = {scheme: _with_attempts(pool) for scheme, pool in classes.items()}
-        return manager
+        return _attempts_in(super().proxy_manager_for(proxy, **proxy_kwargs))
 
 
 _POOLS = threading.local()  # each calling thread's adapter (its pool): a cut never reaches another call's connection
